@@ -1,0 +1,110 @@
+"""Conversations: routes customer messages to one actor per customer; passivates idle ones."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited
+
+from actors.base import ServiceActor, now
+from actors.conversation import ConversationActor
+from persistence import messages
+from protocol.messages import Configure, ConversationStarted, CustomerMessages, InboundItem, RouteMessages
+
+SWEEP_GRACE_S = 2.0  # a stored message unhandled for this long is routed again
+
+
+class Conversations(ServiceActor):
+    """The router: creates conversation actors on demand, caps how many live, restarts the dead."""
+
+    kind = "conversations"
+
+    def on_configure(self) -> None:
+        assert self.settings is not None
+        self.live: OrderedDict[str, ActorAddress] = OrderedDict()  # LRU order: oldest first
+        self.owner: dict[str, str] = {}  # str(address) → customer; addresses are not hashable
+        self.pids: dict[str, int] = {}
+        self.last_active: dict[str, float] = {}
+        self.counts = {"activated": 0, "passivated": 0, "died": 0}
+        self.every(self.settings.SWEEP_INTERVAL_S, "sweep")
+        self._route(messages.unhandled())
+
+    def on_book(self) -> None:
+        assert self.settings is not None and self.book is not None
+        for customer_id, address in self.live.items():
+            self.tell(address, self._configure_msg(customer_id))
+
+    def _configure_msg(self, customer_id: str) -> Configure:
+        assert self.settings is not None and self.book is not None
+        return Configure(settings=self.settings, name=f"conversation:{customer_id}", book=self.book)
+
+    def on_message(self, msg: Any, sender: ActorAddress) -> None:
+        if isinstance(msg, RouteMessages):
+            self._route(msg.items)
+        elif isinstance(msg, ConversationStarted):
+            self.pids[msg.customer_id] = msg.pid
+        elif isinstance(msg, ChildActorExited):
+            self._child_exited(msg.childAddress)
+        else:
+            super().on_message(msg, sender)
+
+    def _route(self, items: list[InboundItem]) -> None:
+        per_customer: dict[str, list[InboundItem]] = {}
+        for item in items:
+            per_customer.setdefault(item.customer_id, []).append(item)
+        for customer_id, batch in per_customer.items():
+            self.tell(self._actor_for(customer_id), CustomerMessages(items=batch))
+
+    def _actor_for(self, customer_id: str) -> ActorAddress:
+        assert self.settings is not None
+        address = self.live.get(customer_id)
+        if address is None:
+            address = self.createActor(ConversationActor)
+            self.live[customer_id] = address
+            self.owner[str(address)] = customer_id
+            self.counts["activated"] += 1
+            self.send(address, self._configure_msg(customer_id))
+            while len(self.live) > self.settings.CONVERSATIONS_MAX_LIVE:
+                oldest = next(iter(self.live))
+                self._passivate(oldest)
+        self.live.move_to_end(customer_id)
+        self.last_active[customer_id] = time.monotonic()
+        return address
+
+    def _passivate(self, customer_id: str) -> None:
+        address = self.live.pop(customer_id, None)
+        self.last_active.pop(customer_id, None)
+        self.pids.pop(customer_id, None)
+        if address is not None:
+            self.counts["passivated"] += 1
+            self.send(address, ActorExitRequest())
+
+    def _child_exited(self, address: ActorAddress) -> None:
+        customer_id = self.owner.pop(str(address), None)
+        if customer_id is None:
+            return  # a repeat notice
+        if self.live.get(customer_id) == address:
+            # It died rather than being passivated.
+            self.counts["died"] += 1
+            del self.live[customer_id]
+            self.pids.pop(customer_id, None)
+        # Whatever it had not handled yet goes to a fresh actor.
+        self._route(messages.unhandled(customer_id=customer_id))
+
+    def on_timer(self, name: str) -> None:
+        if name != "sweep":
+            return
+        assert self.settings is not None
+        idle_before = time.monotonic() - self.settings.CONVERSATION_IDLE_S
+        for customer_id in [c for c, at in self.last_active.items() if at < idle_before]:
+            self._passivate(customer_id)
+        self._route(messages.unhandled(older_than=now() - SWEEP_GRACE_S))
+
+    def detail(self) -> dict[str, Any]:
+        actors = [
+            {"name": f"conversation:{c}", "kind": "conversation", "pid": self.pids.get(c), "state": "running"}
+            for c in list(self.live)[-200:]
+        ]
+        return {"live": len(self.live), **self.counts, "actors": actors}

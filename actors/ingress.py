@@ -1,0 +1,52 @@
+"""Ingress: serves the Tianwang API from its own loop thread and tells the Scheduler in batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from thespian.actors import ActorAddress, ActorExitRequest
+
+from actors.base import ServiceActor
+from actors.bridge import ThreadBridge
+from actors.http_api import ApiState, serve
+from protocol.messages import CustomerEvents, HealthQuery, HealthReport, TasksChanged
+
+
+class Ingress(ServiceActor):
+    """The HTTP front door; a leaf actor (it owns a thread, so it creates no children)."""
+
+    kind = "ingress"
+
+    def on_configure(self) -> None:
+        assert self.settings is not None
+        self.bridge = ThreadBridge("ingress")
+        self.api = ApiState(self.settings, self.bridge.post)
+        self.bridge.start(lambda: serve(self.api, lambda err: self.bridge.post(("ready", err))))
+
+    def on_bridge_items(self, items: list[Any]) -> None:
+        changed: list[str] = []
+        events = []
+        assert self.book is not None
+        for item in items:
+            what = item[0]
+            if what == "tasks_changed":
+                changed.append(item[1])
+            elif what == "event":
+                events.append(item[1])
+            elif what == "health":
+                self.tell(self.book.root, HealthQuery(request_id=item[1]))
+            elif what == "ready" and item[1]:
+                # Without its port the ingress is useless: exit, and Root restarts it with backoff.
+                self.log.error("ingress: %s", item[1])
+                self.send(self.myAddress, ActorExitRequest())
+        if changed:
+            self.tell(self.book.scheduler, TasksChanged(task_ids=changed))
+        if events:
+            self.tell(self.book.scheduler, CustomerEvents(items=events))
+
+    def on_message(self, msg: Any, sender: ActorAddress) -> None:
+        if isinstance(msg, HealthReport):
+            if self.bridge is not None:
+                self.bridge.call(self.api.resolve_health, msg)
+        else:
+            super().on_message(msg, sender)

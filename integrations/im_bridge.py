@@ -1,0 +1,125 @@
+"""The IM bridge client (SPEC §5): one WebSocket, reconnecting with backoff, persist-then-ack.
+
+Runs in the Gateway actor's loop thread. Database work runs on one worker thread so frames
+are stored in arrival order; results reach the actor through `post`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import websockets
+from pydantic import ValidationError
+
+from persistence import messages, outbox
+from protocol.im import AckFrame, MessageFrame, SendFailedFrame, SendFrame, SentFrame, inbound_frame
+
+log = logging.getLogger("shop.gateway")
+
+INFLIGHT_RESEND_S = 30.0  # a send the bridge has not answered for this long is sent again (same send_id)
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 10.0
+
+
+class BridgeClient:
+    """Connects to the bridge, stores and acks inbound messages, sends the outbox's im_send rows."""
+
+    def __init__(self, url: str, post: Callable[[Any], None]) -> None:
+        self.url = url
+        self.post = post
+        self.db = ThreadPoolExecutor(1, thread_name_prefix="gateway-db")
+        self.ws: Any = None
+        self.inflight: dict[str, float] = {}
+        self._flush = asyncio.Event()
+        self.connected_since: float | None = None
+        self.counts = {"received": 0, "duplicates": 0, "sent": 0, "settled": 0, "connects": 0}
+
+    def request_flush(self) -> None:
+        """From the actor (via call_soon_threadsafe): look at the outbox now."""
+        self._flush.set()
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.db, fn, *args)
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect with jittered exponential backoff; forever."""
+        backoff = BACKOFF_MIN_S
+        while True:
+            try:
+                async with websockets.connect(self.url, ping_interval=10, ping_timeout=10, max_size=2**20,
+                                              open_timeout=5) as ws:
+                    self.ws, backoff = ws, BACKOFF_MIN_S
+                    self.connected_since = time.time()
+                    self.counts["connects"] += 1
+                    self.inflight.clear()
+                    log.info("connected to the IM bridge")
+                    sender = asyncio.create_task(self._sender())
+                    try:
+                        async for raw in ws:
+                            await self._on_frame(raw)
+                    finally:
+                        sender.cancel()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("IM bridge connection lost or refused (%s); retrying in %.1fs",
+                            type(exc).__name__, backoff)
+            self.ws, self.connected_since = None, None
+            await asyncio.sleep(backoff * (0.5 + random.random() / 2))
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _sender(self) -> None:
+        while True:
+            self._flush.clear()
+            await self._send_pending()
+            try:
+                await asyncio.wait_for(self._flush.wait(), timeout=INFLIGHT_RESEND_S / 3)
+            except TimeoutError:
+                pass
+
+    async def _send_pending(self) -> None:
+        now = time.time()
+        fresh = frozenset(k for k, at in self.inflight.items() if now - at < INFLIGHT_RESEND_S)
+        rows = await self._db(outbox.pending, "im_send", now, 200, fresh)
+        for row in rows:
+            if self.ws is None:
+                return
+            frame = SendFrame(**json.loads(row.payload))
+            await self.ws.send(frame.model_dump_json())
+            self.inflight[row.key] = now
+            self.counts["sent"] += 1
+        if len(rows) == 200:
+            self._flush.set()
+
+    async def _on_frame(self, raw: str | bytes) -> None:
+        try:
+            frame = inbound_frame.validate_json(raw)
+        except ValidationError as exc:
+            log.warning("ignored a malformed bridge frame: %s", str(exc).splitlines()[0])
+            return
+        if isinstance(frame, MessageFrame):
+            item, created = await self._db(messages.store_inbound, frame, time.time())
+            await self.ws.send(AckFrame(msg_id=frame.msg_id).model_dump_json())
+            if created:
+                self.counts["received"] += 1
+                self.post(("route", item))
+            else:
+                self.counts["duplicates"] += 1
+        elif isinstance(frame, SentFrame | SendFailedFrame):
+            ok = isinstance(frame, SentFrame)
+            error = None if ok else (frame.error or "send failed")
+            row = await self._db(outbox.mark, frame.send_id, "delivered" if ok else "failed", time.time(), error)
+            self.inflight.pop(frame.send_id, None)
+            if row is not None:
+                self.counts["settled"] += 1
+                self.post(("settled", row.ref))
+
+    def detail(self) -> dict[str, Any]:
+        """Figures for the health report."""
+        return {"connected": self.ws is not None, "inflight": len(self.inflight), **self.counts}

@@ -1,0 +1,317 @@
+"""The one command: starts the actor system (and the local stand-ins it needs) and watches over it.
+
+Foreground watchdog: if the Thespian admin or Root dies, the whole system is killed by process
+group and started again; SIGTERM/SIGINT shut everything down, leaving no process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import gc
+import json
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from protocol.messages import Ping, Pong, StartSystem
+from protocol.settings import Settings
+
+log = logging.getLogger("shop.launcher")
+
+WATCH_INTERVAL_S = 0.5
+PING_TIMEOUT_S = 2.0
+MISSES_BEFORE_RESTART = 2
+SHUTDOWN_GRACE_S = 6.0
+
+
+class LaunchError(Exception):
+    """The launcher cannot start: the message says what to fix."""
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and .env, or a LaunchError naming the bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+                 for e in exc.errors()]
+        raise LaunchError("configuration is not valid:\n" + "\n".join(lines)) from None
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """DATA_DIR must exist (or be creatable) and be writable."""
+    try:
+        (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise LaunchError(f"DATA_DIR {data_dir} is not writable: {exc.strerror or exc}") from None
+
+
+def prepare_database(settings: Settings) -> None:
+    """Create the tables once, then close: actors open their own connections after fork."""
+    from persistence.db import DatabaseUrlError, close_database, open_database
+
+    try:
+        open_database(settings.DATABASE_URL, create=True)
+    except DatabaseUrlError as exc:
+        raise LaunchError(str(exc)) from None
+    except Exception as exc:
+        raise LaunchError(f"cannot open the database {settings.DATABASE_URL.split('@')[-1]}: {exc}") from None
+    finally:
+        close_database()
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    """Refuse to start when a port we must listen on is taken."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+            raise LaunchError(f"{what} port {host}:{port} {reason}; stop whatever holds it or choose another "
+                              f"port") from None
+
+
+def setup_logging(settings: Settings) -> dict:
+    """Console + DATA_DIR/logs/shop.log for the launcher; the same as Thespian logDefs for the actors."""
+    log_file = str(settings.DATA_DIR / "logs" / "shop.log")
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handlers = {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr",
+                    "level": settings.LOG_LEVEL},
+        "file": {"class": "logging.handlers.RotatingFileHandler", "formatter": "plain", "filename": log_file,
+                 "maxBytes": 20 * 1024 * 1024, "backupCount": 5, "encoding": "utf-8",
+                 "level": settings.LOG_LEVEL},
+    }
+    log_defs = {
+        "version": 1,
+        "formatters": {"plain": {"format": fmt}},
+        "handlers": handlers,
+        "root": {"handlers": ["console", "file"], "level": settings.LOG_LEVEL},
+        "loggers": {"peewee": {"level": "INFO"}, "websockets": {"level": "INFO"}, "asyncio": {"level": "WARNING"}},
+        "disable_existing_loggers": False,
+    }
+    import logging.config
+
+    logging.config.dictConfig(log_defs)
+    return log_defs
+
+
+def _die_with_parent() -> None:
+    # The simulator must not outlive a launcher that was killed with SIGKILL.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def start_simulator(settings: Settings) -> tuple[subprocess.Popen[bytes], str, str]:
+    """Start the IM bridge simulator; its WebSocket URL and control URL.
+
+    Its output is not piped: the launcher runs no reader thread, since it forks the actor system.
+    """
+    logs = settings.DATA_DIR / "logs"
+    ready = logs / "im_bridge.ready"
+    ready.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "standins.im_bridge", "--host", "127.0.0.1",
+         "--ws-port", str(settings.IM_SIMULATOR_WS_PORT), "--http-port", str(settings.IM_SIMULATOR_HTTP_PORT),
+         "--record", str(logs / "im_bridge_frames.jsonl"), "--ready-file", str(ready)],
+        preexec_fn=_die_with_parent, cwd=Path(__file__).parent,
+    )
+    deadline = time.monotonic() + 15
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise LaunchError("the IM bridge simulator did not start (see its output above)")
+        time.sleep(0.05)
+    urls = json.loads(ready.read_text())
+    return proc, urls["ws_url"], urls["http_url"]
+
+
+@dataclass
+class RunningSystem:
+    """One incarnation of the actor system."""
+
+    asys: object
+    root: object
+    pgid: int
+    admin_pid: int
+
+
+def start_system(settings: Settings, log_defs: dict) -> RunningSystem:
+    """Start Thespian on the admin port and Root with every child; wait until Root answers."""
+    from thespian.actors import ActorSystem
+
+    check_port_free("127.0.0.1", settings.THESPIAN_ADMIN_PORT, "Thespian admin")
+    asys = ActorSystem("multiprocTCPBase", {"Admin Port": settings.THESPIAN_ADMIN_PORT},
+                       logDefs=log_defs, transientUnique=True)
+    root = asys.createActor("actors.root.Root", globalName="root")
+    pong = asys.ask(root, StartSystem(settings=settings), 30)
+    if not isinstance(pong, Pong):
+        raise LaunchError(f"Root did not start (answered {pong!r})")
+    admin_pid = _parent_of(pong.pid)
+    return RunningSystem(asys, root, pong.pgid, admin_pid)
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_system(system: RunningSystem, graceful: bool) -> None:
+    """Stop an incarnation; whatever does not stop in time is killed by process group."""
+    if graceful:
+        done = threading.Event()
+
+        def _shutdown() -> None:
+            with contextlib.suppress(Exception):
+                system.asys.shutdown()
+            done.set()
+
+        threading.Thread(target=_shutdown, daemon=True).start()
+        done.wait(SHUTDOWN_GRACE_S)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(system.pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and _group_alive(system.pgid):
+        time.sleep(0.02)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies awaiting their parent do not count)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def healthy(system: RunningSystem, nonce: int) -> bool:
+    """Admin alive and Root answering a ping."""
+    if not _alive(system.admin_pid):
+        log.error("the Thespian admin (pid %d) is gone", system.admin_pid)
+        return False
+    try:
+        answer = system.asys.ask(system.root, Ping(nonce=nonce), PING_TIMEOUT_S)
+    except Exception as exc:
+        log.error("Root did not answer: %s", exc)
+        return False
+    return isinstance(answer, Pong)
+
+
+def main() -> int:
+    """Run until SIGTERM/SIGINT; exit 2 when the launch is refused."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    simulator = None
+    try:
+        settings = load_settings()
+        check_data_dir(settings.DATA_DIR)
+        log_defs = setup_logging(settings)
+        prepare_database(settings)
+        check_port_free(settings.HTTP_API_HOST, settings.HTTP_API_PORT, "HTTP API")
+        sim_control = None
+        if not settings.IM_BRIDGE_URL:
+            check_port_free("127.0.0.1", settings.IM_SIMULATOR_WS_PORT, "IM simulator WebSocket")
+            check_port_free("127.0.0.1", settings.IM_SIMULATOR_HTTP_PORT, "IM simulator control")
+            simulator, ws_url, sim_control = start_simulator(settings)
+            settings = settings.model_copy(update={"IM_BRIDGE_URL": ws_url})
+        gc.freeze()  # forked actors share the launcher's heap pages instead of copying them
+        system = start_system(settings, log_defs)
+    except LaunchError as exc:
+        print(f"launcher: {exc}", file=sys.stderr)
+        if simulator is not None:
+            simulator.kill()
+        return 2
+    _banner(settings, sim_control)
+    nonce, misses = 0, 0
+    try:
+        while not stop.wait(WATCH_INTERVAL_S):
+            nonce += 1
+            if healthy(system, nonce):
+                misses = 0
+                continue
+            misses += 1
+            if misses < MISSES_BEFORE_RESTART and _alive(system.admin_pid):
+                continue
+            log.error("restarting the whole actor system")
+            kill_system(system, graceful=False)
+            started = time.monotonic()
+            system = _start_with_retry(settings, log_defs, stop)
+            if system is None:
+                return 1
+            log.warning("actor system restarted in %.2fs", time.monotonic() - started)
+            misses = 0
+    finally:
+        log.info("shutting down")
+        if "system" in locals() and system is not None:
+            kill_system(system, graceful=True)
+        if simulator is not None:
+            simulator.terminate()
+            try:
+                simulator.wait(3)
+            except subprocess.TimeoutExpired:
+                simulator.kill()
+        log.info("stopped")
+    return 0
+
+
+def _start_with_retry(settings: Settings, log_defs: dict, stop: threading.Event) -> RunningSystem | None:
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            return start_system(settings, log_defs)
+        except Exception as exc:
+            log.error("actor system did not start (%s); retrying in %.1fs", exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 10)
+    return None
+
+
+def _banner(settings: Settings, sim_control: str | None) -> None:
+    lines = [
+        "retouch-shop service is up",
+        f"  Tianwang API   {settings.api_base_url}/api/task/receive  (health: {settings.api_base_url}/api/health)",
+        f"  IM bridge      {settings.IM_BRIDGE_URL}",
+    ]
+    if sim_control:
+        lines.append(f"  play customer  {sim_control}/  (IM bridge simulator)")
+    lines.append(f"  data           {settings.DATA_DIR}")
+    lines.append("  on embedded defaults: " + ("; ".join(settings.defaults_in_use()) or "none"))
+    lines.append("  stop with Ctrl-C (or SIGTERM)")
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""IM messages, conversations and customer events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from persistence.db import atomic
+from persistence.models import Conversation, CustomerEvent, InboundMessage
+from protocol.im import MessageFrame, MessageKind
+from protocol.messages import EventItem, InboundItem
+
+
+def store_inbound(frame: MessageFrame, now: float) -> tuple[InboundItem, bool]:
+    """Store a bridge frame once; the item to route, and whether it was new."""
+    with atomic():
+        row = InboundMessage.get_or_none(InboundMessage.msg_id == frame.msg_id)
+        created = row is None
+        if created:
+            row = InboundMessage.create(
+                msg_id=frame.msg_id,
+                customer_id=frame.customer.id,
+                customer_name=frame.customer.name,
+                acc_id=frame.acc_id,
+                acc_type=frame.acc_type,
+                kind=frame.kind.value,
+                content=json.dumps(frame.content, ensure_ascii=False),
+                ts=frame.ts,
+                received_at=now,
+            )
+    return inbound_item(row), created
+
+
+def inbound_item(row: InboundMessage) -> InboundItem:
+    """The routable form of a stored message."""
+    return InboundItem(
+        inbound_id=row.id,
+        msg_id=row.msg_id,
+        customer_id=row.customer_id,
+        customer_name=row.customer_name,
+        acc_id=row.acc_id,
+        acc_type=row.acc_type,
+        kind=MessageKind(row.kind),
+        content=json.loads(row.content),
+        ts=row.ts,
+    )
+
+
+def unhandled(older_than: float | None = None, customer_id: str | None = None, limit: int = 1000) -> list[InboundItem]:
+    """Stored messages no conversation has handled yet, oldest first."""
+    query = InboundMessage.select().where(InboundMessage.handled == False)  # noqa: E712
+    if older_than is not None:
+        query = query.where(InboundMessage.received_at <= older_than)
+    if customer_id is not None:
+        query = query.where(InboundMessage.customer_id == customer_id)
+    return [inbound_item(r) for r in query.order_by(InboundMessage.id).limit(limit)]
+
+
+def _event_for(item: InboundItem, now: float) -> dict[str, Any] | None:
+    if item.kind is MessageKind.TEXT:
+        return {"kind": "text", "text": str(item.content)}
+    if item.kind in (MessageKind.ORDER, MessageKind.PAYMENT):
+        data = item.content if isinstance(item.content, dict) else {"value": item.content}
+        return {"kind": item.kind.value, "data": data}
+    return None
+
+
+def handle_customer_messages(customer_id: str, items: list[InboundItem], now: float) -> list[EventItem]:
+    """Record a customer's messages in their conversation, once each, and emit scheduler events."""
+    events: list[EventItem] = []
+    with atomic():
+        conv = Conversation.get_or_none(Conversation.customer_id == customer_id)
+        if conv is None:
+            conv = Conversation.create(customer_id=customer_id, first_seen=now, last_seen=now)
+        for item in items:
+            claimed = (
+                InboundMessage.update(handled=True, handled_at=now)
+                .where((InboundMessage.id == item.inbound_id) & (InboundMessage.handled == False))  # noqa: E712
+                .execute()
+            )
+            if not claimed:
+                continue
+            conv.last_seen = now
+            conv.messages += 1
+            if item.customer_name:
+                conv.name = item.customer_name
+            conv.acc_id, conv.acc_type = item.acc_id or conv.acc_id, item.acc_type or conv.acc_type
+            if item.kind is MessageKind.TEXT:
+                conv.last_text = str(item.content)
+            elif item.kind is MessageKind.IMAGE:
+                conv.images += 1
+                conv.last_image_url = str(item.content)
+            elif item.kind is MessageKind.ORDER:
+                conv.orders += 1
+            elif item.kind is MessageKind.PAYMENT:
+                conv.payments += 1
+            event = _event_for(item, now)
+            if event is not None:
+                row = CustomerEvent.create(
+                    customer_id=customer_id,
+                    kind=event["kind"],
+                    text=event.get("text", ""),
+                    data=json.dumps(event.get("data", {}), ensure_ascii=False),
+                    source=item.msg_id,
+                    created_at=now,
+                )
+                events.append(event_item(row))
+        conv.save()
+    return events
+
+
+def add_custom_event(name: str, customer_id: str | None, data: dict[str, Any], now: float) -> EventItem:
+    """Store a custom event fired through the API."""
+    with atomic():
+        row = CustomerEvent.create(
+            customer_id=customer_id, kind="custom", name=name, data=json.dumps(data, ensure_ascii=False),
+            source="api", created_at=now,
+        )
+    return event_item(row)
+
+
+def event_item(row: CustomerEvent) -> EventItem:
+    """The message form of a stored event."""
+    return EventItem(
+        event_id=row.id, kind=row.kind, customer_id=row.customer_id, text=row.text, name=row.name, at=row.created_at
+    )
+
+
+def unconsumed_events(older_than: float | None = None, limit: int = 1000) -> list[EventItem]:
+    """Events the scheduler has not consumed yet, oldest first."""
+    query = CustomerEvent.select().where(CustomerEvent.consumed == False)  # noqa: E712
+    if older_than is not None:
+        query = query.where(CustomerEvent.created_at <= older_than)
+    return [event_item(r) for r in query.order_by(CustomerEvent.id).limit(limit)]
+
+
+def consume_event(event_id: int) -> bool:
+    """Claim an event for matching; False if it was already consumed."""
+    return bool(
+        CustomerEvent.update(consumed=True)
+        .where((CustomerEvent.id == event_id) & (CustomerEvent.consumed == False))  # noqa: E712
+        .execute()
+    )
+
+
+def conversation_view(customer_id: str) -> dict[str, Any] | None:
+    """A conversation's profile basics."""
+    conv = Conversation.get_or_none(Conversation.customer_id == customer_id)
+    if conv is None:
+        return None
+    return {
+        "customer_id": conv.customer_id, "name": conv.name, "acc_id": conv.acc_id, "acc_type": conv.acc_type,
+        "messages": conv.messages, "images": conv.images, "orders": conv.orders, "payments": conv.payments,
+        "last_image_url": conv.last_image_url, "last_text": conv.last_text,
+    }

@@ -1,0 +1,125 @@
+"""Peewee models: Tianwang tasks and their history, IM messages, conversations, events, outbox, timers.
+
+Times are UTC epoch seconds (floats); JSON columns hold text.
+"""
+
+from __future__ import annotations
+
+import peewee
+
+from persistence.db import database_proxy
+
+
+class _Model(peewee.Model):
+    class Meta:
+        database = database_proxy
+
+
+class Task(_Model):
+    """A Tianwang task: what it asked, where it is, when it fires or times out."""
+
+    task_id = peewee.CharField(primary_key=True, max_length=128)
+    type = peewee.CharField(max_length=64)
+    customer_id = peewee.CharField(max_length=128, index=True)
+    customer_name = peewee.CharField(max_length=128, default="")
+    trigger_type = peewee.CharField(max_length=32, index=True)
+    trigger = peewee.TextField()
+    action = peewee.TextField()
+    priority = peewee.CharField(max_length=16)
+    priority_rank = peewee.IntegerField()
+    timeout_hours = peewee.FloatField()
+    created_by = peewee.CharField(max_length=128, default="")
+    body_hash = peewee.CharField(max_length=64)
+    answer = peewee.TextField()
+    status = peewee.CharField(max_length=16, index=True)
+    error = peewee.TextField(null=True)
+    retries = peewee.IntegerField(default=0)
+    fire_at = peewee.FloatField(null=True)
+    timeout_at = peewee.FloatField(null=True)
+    triggered_at = peewee.FloatField(null=True)
+    trigger_detail = peewee.TextField(null=True)
+    created_at = peewee.FloatField(index=True)
+    updated_at = peewee.FloatField()
+
+
+class TaskTransition(_Model):
+    """One status change of a task: when, from, to, why."""
+
+    task_id = peewee.CharField(max_length=128, index=True)
+    at = peewee.FloatField()
+    from_status = peewee.CharField(max_length=16, null=True)
+    to_status = peewee.CharField(max_length=16)
+    reason = peewee.TextField(default="")
+
+
+class InboundMessage(_Model):
+    """A frame from the IM bridge, stored before it is acknowledged; msg_id dedupes re-sends."""
+
+    msg_id = peewee.CharField(max_length=200, unique=True)
+    customer_id = peewee.CharField(max_length=128, index=True)
+    customer_name = peewee.CharField(max_length=128, default="")
+    acc_id = peewee.CharField(max_length=128, default="")
+    acc_type = peewee.CharField(max_length=64, default="")
+    kind = peewee.CharField(max_length=16)
+    content = peewee.TextField()
+    ts = peewee.CharField(max_length=64, default="")
+    received_at = peewee.FloatField()
+    handled = peewee.BooleanField(default=False, index=True)
+    handled_at = peewee.FloatField(null=True)
+
+
+class Conversation(_Model):
+    """One customer's conversation: identity and profile basics."""
+
+    customer_id = peewee.CharField(primary_key=True, max_length=128)
+    name = peewee.CharField(max_length=128, default="")
+    acc_id = peewee.CharField(max_length=128, default="")
+    acc_type = peewee.CharField(max_length=64, default="")
+    first_seen = peewee.FloatField()
+    last_seen = peewee.FloatField()
+    messages = peewee.IntegerField(default=0)
+    images = peewee.IntegerField(default=0)
+    orders = peewee.IntegerField(default=0)
+    payments = peewee.IntegerField(default=0)
+    last_image_url = peewee.TextField(null=True)
+    last_text = peewee.TextField(null=True)
+
+
+class CustomerEvent(_Model):
+    """Something the scheduler matches triggers against; consumed exactly once."""
+
+    customer_id = peewee.CharField(max_length=128, null=True, index=True)
+    kind = peewee.CharField(max_length=16)
+    text = peewee.TextField(default="")
+    name = peewee.CharField(max_length=200, default="")
+    data = peewee.TextField(default="{}")
+    source = peewee.CharField(max_length=200, default="")
+    created_at = peewee.FloatField()
+    consumed = peewee.BooleanField(default=False, index=True)
+
+
+class Outbox(_Model):
+    """A side effect to perform, keyed for idempotency and written with the change that caused it."""
+
+    key = peewee.CharField(max_length=256, unique=True)
+    kind = peewee.CharField(max_length=32, index=True)  # im_send | callback
+    ref = peewee.CharField(max_length=128, index=True)  # the task or conversation it belongs to
+    payload = peewee.TextField()
+    status = peewee.CharField(max_length=16, index=True)  # pending | delivered | failed | cancelled | skipped
+    attempts = peewee.IntegerField(default=0)
+    next_attempt_at = peewee.FloatField(default=0)
+    error = peewee.TextField(null=True)
+    created_at = peewee.FloatField()
+    updated_at = peewee.FloatField()
+
+
+class Timer(_Model):
+    """A durable deadline: re-armed by its owner after every (re)start."""
+
+    owner = peewee.CharField(max_length=32, index=True)
+    key = peewee.CharField(max_length=256, unique=True)
+    due_at = peewee.FloatField(index=True)
+    payload = peewee.TextField(default="{}")
+
+
+ALL_MODELS = [Task, TaskTransition, InboundMessage, Conversation, CustomerEvent, Outbox, Timer]

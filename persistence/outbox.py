@@ -1,0 +1,92 @@
+"""The outbox: side effects written with the change that caused them, performed by their executors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from persistence.models import Outbox
+
+
+def add(key: str, kind: str, ref: str, payload: dict[str, Any], now: float, status: str = "pending") -> bool:
+    """Queue a side effect under an idempotency key; False if that key was already queued."""
+    created = (
+        Outbox.insert(
+            key=key, kind=kind, ref=ref, payload=json.dumps(payload, ensure_ascii=False), status=status,
+            created_at=now, updated_at=now,
+        )
+        .on_conflict_ignore()
+        .execute()
+    )
+    return bool(created)
+
+
+def pending(kind: str, now: float, limit: int = 200, exclude_keys: frozenset[str] = frozenset()) -> list[Outbox]:
+    """Pending rows of a kind that are due, oldest first."""
+    rows = (
+        Outbox.select()
+        .where((Outbox.kind == kind) & (Outbox.status == "pending") & (Outbox.next_attempt_at <= now))
+        .order_by(Outbox.id)
+        .limit(limit + len(exclude_keys))
+    )
+    return [r for r in rows if r.key not in exclude_keys][:limit]
+
+
+def mark(key: str, status: str, now: float, error: str | None = None, only_from: str = "pending") -> Outbox | None:
+    """Settle a row (delivered / failed) if it is still in only_from; the row, or None if not."""
+    changed = (
+        Outbox.update(status=status, error=error, updated_at=now, attempts=Outbox.attempts + 1)
+        .where((Outbox.key == key) & (Outbox.status == only_from))
+        .execute()
+    )
+    return Outbox.get_or_none(Outbox.key == key) if changed else None
+
+
+def for_ref(kind: str, ref: str) -> list[Outbox]:
+    """Every row of a kind for one task or conversation, in order."""
+    return list(Outbox.select().where((Outbox.kind == kind) & (Outbox.ref == ref)).order_by(Outbox.id))
+
+
+def requeue_failed(kind: str, ref: str, now: float) -> int:
+    """Put a ref's failed rows back to pending (same keys) for a retry."""
+    return (
+        Outbox.update(status="pending", updated_at=now)
+        .where((Outbox.kind == kind) & (Outbox.ref == ref) & (Outbox.status == "failed"))
+        .execute()
+    )
+
+
+def cancel_pending_sends(ref: str, now: float) -> int:
+    """Drop a task's sends that have not gone out yet."""
+    return (
+        Outbox.update(status="cancelled", updated_at=now)
+        .where((Outbox.kind == "im_send") & (Outbox.ref == ref) & (Outbox.status.in_(["pending", "failed"])))
+        .execute()
+    )
+
+
+def postpone(row_id: int, now: float, next_at: float, error: str) -> None:
+    """Record a failed try of a row that is retried until delivered."""
+    Outbox.update(attempts=Outbox.attempts + 1, next_attempt_at=next_at, error=error, updated_at=now).where(
+        Outbox.id == row_id
+    ).execute()
+
+
+def deliver(row_id: int, now: float) -> None:
+    """Mark a retried-until-delivered row done."""
+    Outbox.update(status="delivered", updated_at=now, attempts=Outbox.attempts + 1, error=None).where(
+        Outbox.id == row_id
+    ).execute()
+
+
+def first_pending_per_ref(kind: str, limit: int = 100) -> list[Outbox]:
+    """For in-order delivery: each ref's oldest pending row, whether or not it is due yet."""
+    from peewee import fn
+
+    heads = (
+        Outbox.select(fn.MIN(Outbox.id))
+        .where((Outbox.kind == kind) & (Outbox.status == "pending"))
+        .group_by(Outbox.ref)
+        .limit(limit)
+    )
+    return list(Outbox.select().where(Outbox.id.in_(heads)).order_by(Outbox.id))

@@ -1,0 +1,38 @@
+"""Durable timers: deadlines kept in the database and re-armed by their owner after a restart."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from persistence.models import Timer
+
+
+def arm(owner: str, key: str, due_at: float, payload: dict[str, Any] | None = None) -> None:
+    """Set (or move) the timer named key; call inside a transaction."""
+    Timer.insert(owner=owner, key=key, due_at=due_at, payload=json.dumps(payload or {})).on_conflict(
+        conflict_target=[Timer.key], update={Timer.due_at: due_at, Timer.payload: json.dumps(payload or {})}
+    ).execute()
+
+
+def disarm(key: str) -> None:
+    """Remove one timer."""
+    Timer.delete().where(Timer.key == key).execute()
+
+
+def disarm_prefix(prefix: str) -> None:
+    """Remove every timer whose key starts with prefix."""
+    Timer.delete().where(Timer.key.startswith(prefix)).execute()
+
+
+def due(owner: str, now: float, limit: int = 500) -> list[Timer]:
+    """The owner's timers due at now, earliest first."""
+    return list(
+        Timer.select().where((Timer.owner == owner) & (Timer.due_at <= now)).order_by(Timer.due_at).limit(limit)
+    )
+
+
+def next_due(owner: str) -> float | None:
+    """When the owner's earliest timer is due."""
+    row = Timer.select(Timer.due_at).where(Timer.owner == owner).order_by(Timer.due_at).first()
+    return row.due_at if row else None
