@@ -1,0 +1,313 @@
+"""Shared test harness: the launcher as a user runs it, a Tianwang callback server, HTTP helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str, body: Any = None, raw: bytes | None = None, headers: dict[str, str] | None = None,
+         timeout: float = 10.0) -> tuple[int, Any]:
+    """One HTTP request; (status, parsed JSON body or text)."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json",
+                                                                          **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, text = resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read().decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll until predicate() is truthy; its value, or AssertionError after timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (OSError, urllib.error.URLError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def process_group_alive(pgid: int) -> list[int]:
+    """Pids of non-zombie processes in the group."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+@dataclass
+class Launcher:
+    """launcher.py in a subprocess on free ports and its own DATA_DIR."""
+
+    data_dir: Path
+    env_extra: dict[str, str] = field(default_factory=dict)
+    api_port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port)
+    sim_ws_port: int = field(default_factory=free_port)
+    sim_http_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    pgids: set[int] = field(default_factory=set)
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def sim(self) -> str:
+        return f"http://127.0.0.1:{self.sim_http_port}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "shop.db"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TIANWANG_", "IM_", "GEMINI_", "SMTP_"))}
+        env.update(
+            DATA_DIR=str(self.data_dir), HTTP_API_PORT=str(self.api_port), THESPIAN_ADMIN_PORT=str(self.admin_port),
+            IM_SIMULATOR_WS_PORT=str(self.sim_ws_port), IM_SIMULATOR_HTTP_PORT=str(self.sim_http_port),
+            SWEEP_INTERVAL_S="1", TASK_RETRY_BASE_S="0.2", CALLBACK_RETRY_MAX_S="1", PYTHONUNBUFFERED="1",
+        )
+        env.update(self.env_extra)
+        return env
+
+    def start(self, wait: bool = True) -> Launcher:
+        """Start it; with wait, until /api/health says every actor runs."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "launcher.out", "ab")  # noqa: SIM115 (the child writes it)
+        self.proc = subprocess.Popen([sys.executable, str(REPO / "launcher.py")], cwd=self.data_dir, env=self.env(),
+                                     stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def output(self) -> str:
+        """Everything the launcher (and its actors) printed."""
+        path = self.data_dir / "launcher.out"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def health(self) -> dict[str, Any]:
+        status, body = http("GET", f"{self.api}/api/health", timeout=5)
+        return body if isinstance(body, dict) else {"code": status}
+
+    def wait_healthy(self, timeout: float = 40) -> dict[str, Any]:
+        def ok() -> dict[str, Any] | None:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"launcher exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
+            h = self.health()
+            if h.get("code") == 200:
+                root = h["data"]["actors"][0]
+                self.pgids.add(root["detail"]["pgid"])
+                return h
+            return None
+
+        return wait_for(ok, timeout, 0.1, "every actor running")
+
+    def pid_of(self, name: str) -> int:
+        """Current pid of the actor with this name (from /api/health)."""
+        actors = self.wait_healthy()["data"]["actors"]
+        return next(a["pid"] for a in actors if a["name"] == name)
+
+    def stop(self, timeout: float = 15) -> float:
+        """SIGTERM, wait; seconds it took. Kills whatever is left either way."""
+        started = time.monotonic()
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            took = time.monotonic() - started
+            self.kill()
+        return took
+
+    def kill(self) -> None:
+        """SIGKILL the launcher and every actor group it ever had."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        for pgid in self.pgids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        for pid in _listeners(self.sim_http_port):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def leftovers(self) -> list[int]:
+        """Processes of this launcher still running."""
+        pids = [p for g in self.pgids for p in process_group_alive(g)]
+        return pids + _listeners(self.sim_http_port)
+
+    def post_task(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        return http("POST", f"{self.api}/api/task/receive", body, headers=headers)
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        status, body = http("GET", f"{self.api}/api/task/status/{task_id}")
+        assert status == 200, body
+        return body["data"]
+
+    def wait_status(self, task_id: str, status: str, timeout: float = 20) -> dict[str, Any]:
+        return wait_for(lambda: (t := self.task(task_id))["status"] == status and t, timeout, 0.05,
+                        f"task {task_id} to be {status}")
+
+    def customer_says(self, customer_id: str, kind: str, content: Any, name: str = "") -> str:
+        status, body = http("POST", f"{self.sim}/customer/message",
+                            {"customer_id": customer_id, "name": name, "kind": kind, "content": content})
+        assert status == 200, body
+        return body["msg_id"]
+
+    def deliveries(self, customer_id: str | None = None) -> list[dict[str, Any]]:
+        q = f"?customer_id={customer_id}" if customer_id else ""
+        return http("GET", f"{self.sim}/deliveries{q}")[1]
+
+    def sim_stats(self) -> dict[str, Any]:
+        return http("GET", f"{self.sim}/stats")[1]
+
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Read the real database file, as an operator would."""
+        con = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+
+def _listeners(port: int) -> list[int]:
+    """Pids with a listening socket on this TCP port (the simulator)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                parts = line.split()
+                if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(parts[9])
+    pids = []
+    if not inodes:
+        return pids
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in os.scandir(f"/proc/{entry.name}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd.path)
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        pids.append(int(entry.name))
+                        break
+    return pids
+
+
+class CallbackServer:
+    """A real aiohttp server playing Tianwang's callback endpoint; records what arrives."""
+
+    def __init__(self, secret: str | None = None) -> None:
+        self.secret = secret
+        self.port = free_port()
+        self.received: list[dict[str, Any]] = []
+        self.fail_next = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/callback"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/callback", self._handle)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return web.Response(status=503)
+        body = json.loads(raw)
+        signature = request.headers.get("X-Signature")
+        valid = None
+        if self.secret is not None:
+            expected = hmac.new(self.secret.encode(), raw, hashlib.sha256).hexdigest()
+            valid = signature is not None and hmac.compare_digest(signature, expected)
+        self.received.append({"body": body, "signature_valid": valid, "id": request.headers.get("X-Callback-Id")})
+        return web.json_response({"ok": True})
+
+    def statuses(self, task_id: str) -> list[str]:
+        return [r["body"]["status"] for r in self.received if r["body"]["task_id"] == task_id]
+
+    def __enter__(self) -> CallbackServer:
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        async def _stop() -> None:
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+def task_body(task_id: str, customer: str, trigger: dict[str, Any], action: dict[str, Any] | None = None,
+              **extra: Any) -> dict[str, Any]:
+    """A Tianwang task body in SPEC §1's shape."""
+    return {
+        "task_id": task_id, "type": "test", "customer": {"id": customer, "name": "小明"}, "trigger": trigger,
+        "action": action or {"type": "send_message", "message": f"hello from {task_id}"},
+        "created_by": "设计师 lz", **extra,
+    }
