@@ -140,6 +140,9 @@ class Scheduler(ServiceActor):
     def _match(self, events: list[EventItem]) -> None:
         if not events:
             return
+        # A task whose TasksChanged hint was lost must be armed before events are consumed, or an
+        # event meant for it would be consumed with nothing to match.
+        self._adopt_pending()
         t = now()
         fired: list[Task] = []
         with atomic():
@@ -277,12 +280,14 @@ class Scheduler(ServiceActor):
         if nudge:
             self._nudge_gateway()
 
+    def _adopt_pending(self) -> None:
+        for row in Task.select().where(Task.status == TaskStatus.PENDING.value).order_by(Task.created_at):
+            self._adopt(row)
+
     def _sweep(self) -> None:
         """Re-drive whatever a lost message left behind."""
         t = now()
-        for row in Task.select().where((Task.status == TaskStatus.PENDING.value)
-                                       & (Task.created_at <= t - SWEEP_GRACE_S)):
-            self._adopt(row)
+        self._adopt_pending()
         self._match(messages.unconsumed_events(older_than=t - SWEEP_GRACE_S))
         for task_id in list(self.running):
             self._settle(task_id)

@@ -1,0 +1,110 @@
+"""The launcher as a user runs it: refusals, clean shutdown, and state that survives a restart."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.harness import REPO, Launcher, task_body, wait_for
+
+pytestmark = [pytest.mark.slow]
+
+
+def _run_refused(launcher: Launcher, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**launcher.env(), **env}
+    return subprocess.run([sys.executable, str(REPO / "launcher.py")], env=full, cwd=launcher.data_dir.parent,
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.timeout(60)
+def test_refuses_a_taken_http_port(tmp_path: Path) -> None:
+    launcher = Launcher(tmp_path / "d")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", launcher.api_port))
+        s.listen()
+        result = _run_refused(launcher)
+    assert result.returncode == 2
+    assert f"HTTP API port 127.0.0.1:{launcher.api_port} is already in use" in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_refuses_a_data_dir_it_cannot_write(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    launcher = Launcher(tmp_path / "d")
+    result = _run_refused(launcher, DATA_DIR=str(blocker / "data"))
+    assert result.returncode == 2
+    assert "is not writable" in result.stderr and str(blocker / "data") in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_refuses_to_bind_off_loopback_without_a_key(tmp_path: Path) -> None:
+    result = _run_refused(Launcher(tmp_path / "d"), HTTP_API_HOST="0.0.0.0")
+    assert result.returncode == 2
+    assert "TIANWANG_API_KEY" in result.stderr
+
+
+@pytest.mark.timeout(180)
+def test_stop_and_start_keeps_tasks_history_and_deadlines(tmp_path: Path) -> None:
+    launcher = Launcher(tmp_path / "d")
+    try:
+        assert "on embedded defaults" in launcher.start().output()
+        tz = ZoneInfo("Asia/Shanghai")
+        at = (datetime.now(tz) + timedelta(seconds=12)).replace(microsecond=0)
+        launcher.post_task(task_body("T_LATER", "cust_r", {"type": "time_reach",
+                                                            "time": at.strftime("%Y-%m-%d %H:%M:%S")}))
+        launcher.post_task(task_body("T_REPLY", "cust_r", {"type": "customer_reply", "keyword": "好的"}))
+        launcher.wait_status("T_LATER", "waiting")
+        launcher.wait_status("T_REPLY", "waiting")
+        before = launcher.task("T_REPLY")
+
+        took = launcher.stop()
+        assert took < 10, f"shutdown took {took:.1f}s"
+        assert launcher.leftovers() == []
+
+        launcher.start()
+        assert launcher.task("T_REPLY")["history"] == before["history"]
+        launcher.customer_says("cust_r", "text", "好的")
+        launcher.wait_status("T_REPLY", "completed")
+        task = launcher.wait_status("T_LATER", "completed", timeout=30)
+        assert datetime.fromisoformat(task["triggered_at"]) >= at
+        contents = [d["content"] for d in launcher.deliveries("cust_r")]
+        assert sorted(contents) == ["hello from T_LATER", "hello from T_REPLY"]
+    finally:
+        launcher.stop()
+    assert launcher.leftovers() == []
+
+
+@pytest.mark.timeout(120)
+def test_watchdog_restarts_the_system_when_root_or_admin_dies(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    launcher = Launcher(tmp_path / "d")
+    try:
+        launcher.start()
+        for victim in ("root", "admin"):
+            root_pid = launcher.pid_of("root")
+            pid = root_pid if victim == "root" else _parent(root_pid)
+            os.kill(pid, signal.SIGKILL)
+            started = time.monotonic()
+            wait_for(lambda: launcher.wait_healthy(30)["data"]["actors"][0]["pid"] != root_pid, 30,  # noqa: B023
+                     what="a new Root")
+            print(f"{victim} kill: healthy again after {time.monotonic() - started:.2f}s")
+        launcher.post_task(task_body("T_AFTER", "cust_w", {"type": "customer_payment"}))
+        launcher.wait_status("T_AFTER", "waiting")
+    finally:
+        launcher.stop()
+    assert launcher.leftovers() == []
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
