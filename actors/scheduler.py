@@ -241,7 +241,8 @@ class Scheduler(ServiceActor):
                     return
                 assert self.settings is not None
                 due = t + retry_delay(row.retries, self.settings.TASK_RETRY_BASE_S)
-                Task.update(retries=Task.retries + 1, error=error, updated_at=t).where(Task.task_id == task_id).execute()
+                bump = Task.update(retries=Task.retries + 1, error=error, updated_at=t)
+                bump.where(Task.task_id == task_id).execute()
                 timers.arm(OWNER, retry_key, due, {"task_id": task_id, "what": "retry"})
 
     # -- time -----------------------------------------------------------------------------

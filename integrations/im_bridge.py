@@ -7,6 +7,7 @@ are stored in arrival order; results reach the actor through `post`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -78,10 +79,8 @@ class BridgeClient:
         while True:
             self._flush.clear()
             await self._send_pending()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush.wait(), timeout=INFLIGHT_RESEND_S / 3)
-            except TimeoutError:
-                pass
 
     async def _send_pending(self) -> None:
         now = time.time()

@@ -7,6 +7,7 @@ simply carries on where the last process stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -65,10 +66,8 @@ class CallbackDeliverer:
                     await asyncio.gather(*(self._deliver(session, h) for h in due))
                     continue
                 nxt = min((h.next_attempt_at for h in heads), default=now + IDLE_POLL_S)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=max(0.05, min(nxt - now, IDLE_POLL_S)))
-                except TimeoutError:
-                    pass
 
     async def _deliver(self, session: aiohttp.ClientSession, row: Outbox) -> None:
         body = row.payload.encode()
