@@ -91,7 +91,7 @@ class ServiceActor(Actor):
     def _dispatch(self, msg: Any, sender: ActorAddress) -> None:
         if isinstance(msg, Configure):
             self._configure(msg)
-        elif isinstance(msg, Ping):
+        elif isinstance(msg, Ping) and self.settings is not None:
             self.send(sender, self.pong(msg.nonce))
         elif isinstance(msg, WatchMessage):
             if self.bridge is not None:

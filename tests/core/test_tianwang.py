@@ -251,7 +251,9 @@ class TestTriggerMatches:
         assert not trigger_matches(REPLY_OK, "c1", text("c2", "好的"))
         assert not trigger_matches(REPLY_OK, "c1", text(None, "好的"))
 
-    @pytest.mark.parametrize(("said", "hit"), [("可以的", True), ("行", True), ("没问题!", True), ("不要", False)])
+    @pytest.mark.parametrize(
+        ("said", "hit"), [("可以的", True), ("行", True), ("没问题!", True), ("不要", False)]
+    )
     def test_customer_keyword_matches_any_of_keywords_and_keyword(self, said: str, hit: bool) -> None:
         assert trigger_matches(KEYWORDS, "c1", text("c1", said)) is hit
 
@@ -272,8 +274,12 @@ class TestTriggerMatches:
             ("staff", set()),
         ],
     )
-    def test_payment_and_order_events_match_only_their_trigger(self, kind: str, fires: set[TriggerType]) -> None:
-        event = CustomerEventView(kind=kind, customer_id="c1", text="好的 可以 design_done", name="design_done")
+    def test_payment_and_order_events_match_only_their_trigger(
+        self, kind: str, fires: set[TriggerType]
+    ) -> None:
+        event = CustomerEventView(
+            kind=kind, customer_id="c1", text="好的 可以 design_done", name="design_done"
+        )
         for trigger in ALL_TRIGGERS:
             assert trigger_matches(trigger, "c1", event) is (trigger.type in fires), trigger.type
 
@@ -292,8 +298,12 @@ class TestTriggerMatches:
             assert not trigger_matches(TIME, "c1", event)
 
     def test_custom_event_matches_by_name(self) -> None:
-        assert trigger_matches(CUSTOM, "c1", CustomerEventView(kind="custom", customer_id="c1", name="design_done"))
-        assert not trigger_matches(CUSTOM, "c1", CustomerEventView(kind="custom", customer_id="c1", name="other"))
+        assert trigger_matches(
+            CUSTOM, "c1", CustomerEventView(kind="custom", customer_id="c1", name="design_done")
+        )
+        assert not trigger_matches(
+            CUSTOM, "c1", CustomerEventView(kind="custom", customer_id="c1", name="other")
+        )
 
     def test_custom_event_without_customer_fires_every_customers_task(self) -> None:
         event = CustomerEventView(kind="custom", customer_id=None, name="design_done")
@@ -332,7 +342,9 @@ class TestTriggerMatches:
 
     @FAST
     @given(keyword=keywords, before=words, after=words)
-    def test_customer_reply_always_matches_text_containing_keyword(self, keyword: str, before: str, after: str) -> None:
+    def test_customer_reply_always_matches_text_containing_keyword(
+        self, keyword: str, before: str, after: str
+    ) -> None:
         trigger = trig(type="customer_reply", keyword=keyword)
         assert trigger_matches(trigger, "c1", text("c1", before + keyword + after))
 
@@ -356,7 +368,10 @@ class TestTime:
         assert epoch == datetime(2026, 2, 27, 1, 0, 0, tzinfo=UTC).timestamp()
 
     def test_shop_time_is_read_in_the_configured_zone(self) -> None:
-        assert shop_time_to_epoch("2026-02-27 09:00:00", "UTC") == datetime(2026, 2, 27, 9, tzinfo=UTC).timestamp()
+        assert (
+            shop_time_to_epoch("2026-02-27 09:00:00", "UTC")
+            == datetime(2026, 2, 27, 9, tzinfo=UTC).timestamp()
+        )
 
     def test_epoch_to_iso_has_shop_offset_and_milliseconds(self) -> None:
         epoch = datetime(2026, 2, 27, 1, 0, 0, tzinfo=UTC).timestamp()
@@ -381,8 +396,11 @@ class TestTime:
         assert iso == shop_text.replace(" ", "T") + ".000" + offset
 
     @FAST
-    @given(epoch=st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False, allow_infinity=False))
+    @given(
+        epoch=st.floats(min_value=694_224_000, max_value=4_102_444_800, allow_nan=False, allow_infinity=False)
+    )
     def test_epoch_round_trips_to_the_millisecond(self, epoch: float) -> None:
+        # From 1992 on (China kept summer time until 1991) Shanghai is always +08:00.
         iso = epoch_to_iso(epoch, SHANGHAI)
         back = datetime.fromisoformat(iso)
         assert back.utcoffset() == timedelta(hours=8)
@@ -405,7 +423,9 @@ class TestTime:
         created=st.floats(min_value=0, max_value=4e9, allow_nan=False),
         hours=st.floats(min_value=0.01, max_value=24 * 365, allow_nan=False),
     )
-    def test_other_triggers_time_out_after_timeout_hours(self, trigger: Trigger, created: float, hours: float) -> None:
+    def test_other_triggers_time_out_after_timeout_hours(
+        self, trigger: Trigger, created: float, hours: float
+    ) -> None:
         assert timeout_at(trigger, created, hours) == pytest.approx(created + hours * 3600)
 
     def test_default_timeout_is_a_day_after_creation(self) -> None:
@@ -449,7 +469,9 @@ class TestActionParts:
         assert parts[0].msg_type == 0
 
     def test_send_file_with_message_sends_message_first_then_file(self) -> None:
-        parts = action_parts(act(type="send_file", file_url="https://xxx.com/file.zip", message="这是您要的文件"))
+        parts = action_parts(
+            act(type="send_file", file_url="https://xxx.com/file.zip", message="这是您要的文件")
+        )
         assert [(p.part, int(p.msg_type), p.content) for p in parts] == [
             ("msg", 0, "这是您要的文件"),
             ("file", 2, "https://xxx.com/file.zip"),
@@ -463,7 +485,9 @@ class TestActionParts:
 
     def test_send_link_is_a_link_part(self) -> None:
         parts = action_parts(act(type="send_link", url="https://shop.example/p/1"))
-        assert [(p.part, int(p.msg_type), p.content) for p in parts] == [("link", 3, "https://shop.example/p/1")]
+        assert [(p.part, int(p.msg_type), p.content) for p in parts] == [
+            ("link", 3, "https://shop.example/p/1")
+        ]
 
     def test_send_link_accepts_link_url_alias(self) -> None:
         parts = action_parts(act(type="send_link", link_url="https://shop.example/p/2", message="看这个"))

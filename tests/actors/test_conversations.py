@@ -1,0 +1,43 @@
+"""The conversations router on the real system: one actor per customer, LRU cap, idle passivation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Launcher, process_group_alive, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Iterator[Launcher]:
+    launcher = Launcher(tmp_path / "conv", {"CONVERSATIONS_MAX_LIVE": "3", "CONVERSATION_IDLE_S": "2"})
+    try:
+        launcher.start()
+        yield launcher
+    finally:
+        launcher.stop()
+
+
+def _router(shop: Launcher) -> dict:
+    return next(a for a in shop.wait_healthy()["data"]["actors"] if a["name"] == "conversations")["detail"]
+
+
+def test_live_actors_are_capped_idle_ones_passivated_and_nothing_is_lost(shop: Launcher) -> None:
+    for round_ in range(2):
+        for c in range(8):
+            shop.customer_says(f"cap_{c}", "text", f"第{round_}轮 消息", name=f"客户{c}")
+    wait_for(lambda: shop.query("SELECT COUNT(*) FROM inboundmessage WHERE handled = 1")[0][0] == 16, 20,
+             what="all 16 messages handled")
+    detail = _router(shop)
+    assert detail["live"] <= 3 and detail["passivated"] >= 5
+    profiles = shop.query("SELECT customer_id, name, messages FROM conversation ORDER BY customer_id")
+    assert profiles == [(f"cap_{c}", f"客户{c}", 2) for c in range(8)]
+    wait_for(lambda: _router(shop)["live"] == 0, 15, 0.2, "idle conversations passivated")
+    live = [a for a in shop.wait_healthy()["data"]["actors"] if a["kind"] == "conversation"]
+    assert live == []
+    # Passivated actors' processes are gone: admin, logger, root and its four children remain.
+    wait_for(lambda: len(process_group_alive(next(iter(shop.pgids)))) == 7, 10, what="only 7 processes left")
