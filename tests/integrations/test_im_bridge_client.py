@@ -34,8 +34,8 @@ async def _until(predicate: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def _say(msg_id: str | None = None, kind: MessageKind = MessageKind.TEXT, content: Any = "你好") -> CustomerMessageRequest:
-    return CustomerMessageRequest(customer_id="c1", name="小明", kind=kind, content=content, msg_id=msg_id)
+def _say(msg_id: str | None = None) -> CustomerMessageRequest:
+    return CustomerMessageRequest(customer_id="c1", name="小明", kind=MessageKind.TEXT, content="你好", msg_id=msg_id)
 
 
 async def _scenario() -> None:
