@@ -158,15 +158,22 @@ def start_system(settings: Settings, log_defs: dict) -> RunningSystem:
     """Start Thespian on the admin port and Root with every child; wait until Root answers."""
     from thespian.actors import ActorSystem
 
-    check_port_free("127.0.0.1", settings.THESPIAN_ADMIN_PORT, "Thespian admin")
-    asys = ActorSystem("multiprocTCPBase", {"Admin Port": settings.THESPIAN_ADMIN_PORT},
+    admin_port = settings.THESPIAN_ADMIN_PORT or _free_port()
+    check_port_free("127.0.0.1", admin_port, "Thespian admin")
+    asys = ActorSystem("multiprocTCPBase", {"Admin Port": admin_port},
                        logDefs=log_defs, transientUnique=True)
     root = asys.createActor("actors.root.Root", globalName="root")
-    pong = asys.ask(root, StartSystem(settings=settings), 30)
+    pong = asys.ask(root, StartSystem(settings=settings, launcher_pid=os.getpid()), 30)
     if not isinstance(pong, Pong):
         raise LaunchError(f"Root did not start (answered {pong!r})")
     admin_pid = _parent_of(pong.pid)
     return RunningSystem(asys, root, pong.pgid, admin_pid)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _parent_of(pid: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ CHILDREN: dict[str, type[ServiceActor]] = {
 RESTART_WINDOW_S = 60.0
 RESTART_INTENSITY = 20  # restarts of one child within the window before Root gives up
 HEALTH_WAIT_S = 1.0
+LAUNCHER_CHECK_S = 1.0
 
 
 @dataclass
@@ -69,17 +71,21 @@ class Root(ServiceActor):
         self.health: dict[int, PendingHealth] = {}
         self.nonce = 0
         self.stopping = False
+        self.launcher_pid = 0
 
     def _dispatch(self, msg: Any, sender: ActorAddress) -> None:
         if isinstance(msg, StartSystem):
             # A launcher that re-attaches to a running system gets the same answer, nothing restarts.
             if self.settings is None:
+                self.launcher_pid = msg.launcher_pid
                 self._configure(Configure(settings=msg.settings, name="root", book=AddressBook(root=self.myAddress)))
             self.send(sender, self.pong(0))
             return
         super()._dispatch(msg, sender)
 
     def on_configure(self) -> None:
+        if self.launcher_pid:
+            self.every(LAUNCHER_CHECK_S, "launcher-check")
         for name in CHILDREN:
             self.children[name] = Child(name)
             self._start(name)
@@ -138,10 +144,21 @@ class Root(ServiceActor):
         self._broadcast_book()
 
     def on_timer(self, name: str) -> None:
-        if name.startswith("restart:"):
+        if name == "launcher-check":
+            self._check_launcher()
+        elif name.startswith("restart:"):
             self._restart(name.split(":", 1)[1])
         elif name.startswith("health:"):
             self._answer_health(int(name.split(":", 1)[1]))
+
+    def _check_launcher(self) -> None:
+        # A launcher killed with SIGKILL cannot clean up: without its watchdog the system would run
+        # on unsupervised, holding its ports, so it takes its own process group down.
+        try:
+            os.kill(self.launcher_pid, 0)
+        except ProcessLookupError:
+            self.log.error("the launcher (pid %d) is gone: stopping the whole actor system", self.launcher_pid)
+            os.killpg(os.getpgid(0), signal.SIGKILL)
 
     def _health_query(self, msg: HealthQuery, sender: ActorAddress) -> None:
         self.nonce += 1

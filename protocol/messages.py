@@ -33,6 +33,7 @@ class StartSystem(_Msg):
 
     msg: Literal["start_system"] = "start_system"
     settings: Settings = Field(description="the whole configuration")
+    launcher_pid: int = Field(default=0, description="Root stops the whole system if this process dies")
 
 
 class Configure(_Msg):

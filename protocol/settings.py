@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     DEBOUNCE_S: float = Field(default=3, ge=0)
 
     # Operational knobs beyond SPEC §6, named in the README.
-    THESPIAN_ADMIN_PORT: int = Field(default=1950, ge=1, le=65535, description="actor system admin port")
+    THESPIAN_ADMIN_PORT: int = Field(default=0, ge=0, le=65535, description="actor system admin port; 0 = any free")
     IM_SIMULATOR_WS_PORT: int = Field(default=6070, ge=0, le=65535)
     IM_SIMULATOR_HTTP_PORT: int = Field(default=6071, ge=0, le=65535)
     TASK_RETRY_BASE_S: float = Field(default=5.0, gt=0, description="first retry delay of a failed action")

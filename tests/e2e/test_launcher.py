@@ -108,3 +108,19 @@ def test_watchdog_restarts_the_system_when_root_or_admin_dies(tmp_path: Path) ->
 def _parent(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.timeout(60)
+def test_a_launcher_killed_with_sigkill_takes_everything_down(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    launcher = Launcher(tmp_path / "d")
+    try:
+        launcher.start()
+        assert launcher.proc is not None
+        os.kill(launcher.proc.pid, signal.SIGKILL)
+        launcher.proc.wait(5)
+        wait_for(lambda: launcher.leftovers() == [], 15, 0.1, "actors and simulator gone")
+    finally:
+        launcher.kill()

@@ -30,7 +30,9 @@ S = TaskStatus
 pytestmark = pytest.mark.usefixtures("db_url")
 
 
-def task(task_id: str = "T1", customer: str = "c1", type_: str = "send_file_after_reply", **over: Any) -> TaskIn:
+def task(
+    task_id: str = "T1", customer: str = "c1", type_: str = "send_file_after_reply", **over: Any
+) -> TaskIn:
     """A valid task body (the SPEC example by default) with fields replaced."""
     data: dict[str, Any] = {
         "task_id": task_id,
@@ -44,7 +46,9 @@ def task(task_id: str = "T1", customer: str = "c1", type_: str = "send_file_afte
     return TaskIn.model_validate(data)
 
 
-def receive(*bodies: TaskIn, now: float = T0, callbacks: bool = True) -> list[tasks.ReceiveResult | Exception]:
+def receive(
+    *bodies: TaskIn, now: float = T0, callbacks: bool = True
+) -> list[tasks.ReceiveResult | Exception]:
     return tasks.receive_many(list(bodies), now, TZ, callbacks)
 
 
@@ -487,7 +491,10 @@ class TestOutbox:
         outbox.postpone(row_b.id, T0, T0 + 30, "offline")
         assert [r.key for r in outbox.pending("im_send", T0)] == ["a", "d"]
         assert [r.key for r in outbox.pending("im_send", T0 + 30)] == ["a", "b", "d"]
-        assert [r.key for r in outbox.pending("im_send", T0 + 30, exclude_keys=frozenset({"a"}))] == ["b", "d"]
+        assert [r.key for r in outbox.pending("im_send", T0 + 30, exclude_keys=frozenset({"a"}))] == [
+            "b",
+            "d",
+        ]
         assert [r.key for r in outbox.pending("im_send", T0, limit=1)] == ["a"]
         stored = Outbox.get(Outbox.key == "b")
         assert (stored.attempts, stored.error, stored.status) == (1, "offline", "pending")
