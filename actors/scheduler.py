@@ -11,7 +11,15 @@ from thespian.actors import ActorAddress
 
 from actors.base import ServiceActor, now
 from actors.bridge import ThreadBridge
-from core.tianwang import MAX_RETRIES, CustomerEventView, action_parts, retry_delay, send_id, trigger_matches
+from core.tianwang import (
+    MAX_RETRIES,
+    CustomerEventView,
+    action_parts,
+    retry_delay,
+    send_id,
+    timer_key,
+    trigger_matches,
+)
 from integrations.tianwang_callback import CallbackDeliverer
 from persistence import messages, outbox, tasks, timers
 from persistence.db import atomic
@@ -88,9 +96,9 @@ class Scheduler(ServiceActor):
             if not moved:
                 return
             if row.fire_at is not None:
-                timers.arm(OWNER, f"task:{row.task_id}:fire", row.fire_at, {"task_id": row.task_id, "what": "fire"})
+                timers.arm(OWNER, timer_key(row.task_id, "fire"), row.fire_at, {"task_id": row.task_id, "what": "fire"})
             if row.timeout_at is not None:
-                timers.arm(OWNER, f"task:{row.task_id}:timeout", row.timeout_at,
+                timers.arm(OWNER, timer_key(row.task_id, "timeout"), row.timeout_at,
                            {"task_id": row.task_id, "what": "timeout"})
         self._index(row)
 
@@ -177,7 +185,7 @@ class Scheduler(ServiceActor):
         )
         if not changed:
             return None
-        timers.disarm(f"task:{task_id}:timeout")
+        timers.disarm(timer_key(task_id, "timeout"))
         return Task.get(Task.task_id == task_id)
 
     # -- execution ------------------------------------------------------------------------
@@ -229,7 +237,7 @@ class Scheduler(ServiceActor):
                                  event="sent")
             self.running.discard(task_id)
         elif "failed" in states and "pending" not in states:
-            retry_key = f"task:{task_id}:retry"
+            retry_key = timer_key(task_id, "retry")
             error = "; ".join(s.error or "send failed" for s in sends if s.status == "failed")
             with atomic():
                 if timers.Timer.get_or_none(timers.Timer.key == retry_key) is not None:

@@ -130,6 +130,14 @@ def action_parts(action: Action) -> list[SendPart]:
     return parts
 
 
+TIMER_KINDS = ("fire", "timeout", "retry")
+
+
+def timer_key(task_id: str, what: str) -> str:
+    """Name of a task's durable timer: what is fire (time_reach), timeout or retry."""
+    return f"task:{task_id}:{what}"
+
+
 def send_id(task_id: str, part: str) -> str:
     """Stable idempotency key of one part of a task's action."""
     return f"tw:{task_id}:{part}"

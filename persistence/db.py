@@ -76,6 +76,7 @@ def close_database() -> None:
     if db is not None and _opened["pid"] == os.getpid():
         db.close()  # type: ignore[attr-defined]
     _opened.update(pid=None, url=None, db=None)
+    database_proxy.initialize(None)  # a query after close fails loudly instead of reopening silently
 
 
 def atomic() -> peewee._atomic:

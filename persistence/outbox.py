@@ -10,15 +10,16 @@ from persistence.models import Outbox
 
 def add(key: str, kind: str, ref: str, payload: dict[str, Any], now: float, status: str = "pending") -> bool:
     """Queue a side effect under an idempotency key; False if that key was already queued."""
-    created = (
+    inserted = (
         Outbox.insert(
             key=key, kind=kind, ref=ref, payload=json.dumps(payload, ensure_ascii=False), status=status,
             created_at=now, updated_at=now,
         )
         .on_conflict_ignore()
+        .as_rowcount()
         .execute()
     )
-    return bool(created)
+    return inserted == 1
 
 
 def pending(kind: str, now: float, limit: int = 200, exclude_keys: frozenset[str] = frozenset()) -> list[Outbox]:

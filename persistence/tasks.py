@@ -9,7 +9,7 @@ from typing import Any
 
 import peewee
 
-from core.tianwang import IllegalTransition, epoch_to_iso, fire_at, sources_of, timeout_at
+from core.tianwang import TIMER_KINDS, IllegalTransition, epoch_to_iso, fire_at, sources_of, timeout_at, timer_key
 from persistence import outbox, timers
 from persistence.db import atomic
 from persistence.models import Task, TaskTransition
@@ -133,7 +133,7 @@ def transition(task_id: str, target: TaskStatus, reason: str, now: float, tz: st
         return False
     _record(task_id, current, target, reason, error, now, tz, callbacks)
     if target in FINISHED_STATUSES:
-        timers.disarm_prefix(f"task:{task_id}:")
+        timers.disarm_all([timer_key(task_id, what) for what in TIMER_KINDS])
     return True
 
 

@@ -20,9 +20,9 @@ def disarm(key: str) -> None:
     Timer.delete().where(Timer.key == key).execute()
 
 
-def disarm_prefix(prefix: str) -> None:
-    """Remove every timer whose key starts with prefix."""
-    Timer.delete().where(Timer.key.startswith(prefix)).execute()
+def disarm_all(keys: list[str]) -> None:
+    """Remove these timers (exact keys: ids may hold any character a LIKE pattern would misread)."""
+    Timer.delete().where(Timer.key.in_(keys)).execute()
 
 
 def due(owner: str, now: float, limit: int = 500) -> list[Timer]:

@@ -16,7 +16,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
 
     DATA_DIR: Path = Field(default=Path("./data"), description="database, images, results, logs")
-    DATABASE_URL: str = Field(default="", description="sqlite:///… or postgresql://…; default under DATA_DIR")
+    DATABASE_URL: str = Field(
+        default="", repr=False, description="sqlite:///… or postgresql://…; default under DATA_DIR (may hold a password)"
+    )
     HTTP_API_HOST: str = "127.0.0.1"
     HTTP_API_PORT: int = Field(default=6060, ge=0, le=65535)
     TIANWANG_API_KEY: SecretStr | None = None
