@@ -17,7 +17,7 @@ class Settings(BaseSettings):
 
     DATA_DIR: Path = Field(default=Path("./data"), description="database, images, results, logs")
     DATABASE_URL: str = Field(
-        default="", repr=False, description="sqlite:///… or postgresql://…; default under DATA_DIR (may hold a password)"
+        default="", repr=False, description="sqlite:///… or postgresql://… (may hold a password)"
     )
     HTTP_API_HOST: str = "127.0.0.1"
     HTTP_API_PORT: int = Field(default=6060, ge=0, le=65535)
