@@ -23,7 +23,7 @@ from core.tianwang import (
 from integrations.tianwang_callback import CallbackDeliverer
 from persistence import messages, outbox, tasks, timers
 from persistence.db import atomic
-from persistence.models import Conversation, Task
+from persistence.models import Conversation, Outbox, Task
 from protocol.messages import CustomerEvents, EventItem, SendNudge, SendOutcome, TasksChanged
 from protocol.tianwang import FINISHED_STATUSES, Action, TaskStatus, Trigger, TriggerType
 
@@ -70,37 +70,45 @@ class Scheduler(ServiceActor):
     # -- loading and indexing -------------------------------------------------------------
     def _load_all(self) -> None:
         open_states = [TaskStatus.PENDING.value, TaskStatus.WAITING.value, TaskStatus.RUNNING.value]
-        for row in Task.select().where(Task.status.in_(open_states)).order_by(Task.created_at):
-            self._adopt(row)
+        self._adopt_many(list(Task.select().where(Task.status.in_(open_states)).order_by(Task.created_at)))
         self._match(messages.unconsumed_events())
         self._after_change()
 
-    def _adopt(self, row: Task) -> None:
-        status = TaskStatus(row.status)
-        if status is TaskStatus.PENDING:
-            self._register(row)
-        elif status is TaskStatus.WAITING:
-            if row.triggered_at is not None:
-                heapq.heappush(self.ready, (row.priority_rank, row.triggered_at, row.task_id))
-            else:
-                self._index(row)
-        elif status is TaskStatus.RUNNING:
-            self.running.add(row.task_id)
-            self._settle(row.task_id)
+    def _adopt_many(self, rows: list[Task]) -> None:
+        self._register_many([r for r in rows if r.status == TaskStatus.PENDING.value])
+        running = []
+        for row in rows:
+            if row.status == TaskStatus.WAITING.value:
+                if row.triggered_at is not None:
+                    heapq.heappush(self.ready, (row.priority_rank, row.triggered_at, row.task_id))
+                else:
+                    self._index(row)
+            elif row.status == TaskStatus.RUNNING.value:
+                self.running.add(row.task_id)
+                running.append(row.task_id)
+        self._settle_many(running)
 
-    def _register(self, row: Task) -> None:
+    def _register_many(self, rows: list[Task]) -> None:
+        """pending → waiting for a batch, arming each task's durable timers, in one transaction."""
+        if not rows:
+            return
         t = now()
         with atomic():
-            moved = tasks.transition(row.task_id, TaskStatus.WAITING, "trigger armed", t, self.tz, self.callbacks,
-                                     event="register")
-            if not moved:
-                return
-            if row.fire_at is not None:
-                timers.arm(OWNER, timer_key(row.task_id, "fire"), row.fire_at, {"task_id": row.task_id, "what": "fire"})
-            if row.timeout_at is not None:
-                timers.arm(OWNER, timer_key(row.task_id, "timeout"), row.timeout_at,
-                           {"task_id": row.task_id, "what": "timeout"})
-        self._index(row)
+            moved = set(tasks.transition_many([r.task_id for r in rows], TaskStatus.WAITING, "trigger armed", t,
+                                              self.tz, self.callbacks, event="register"))
+            entries = []
+            for r in rows:
+                if r.task_id not in moved:
+                    continue
+                if r.fire_at is not None:
+                    entries.append((timer_key(r.task_id, "fire"), r.fire_at, {"task_id": r.task_id, "what": "fire"}))
+                if r.timeout_at is not None:
+                    entries.append((timer_key(r.task_id, "timeout"), r.timeout_at,
+                                    {"task_id": r.task_id, "what": "timeout"}))
+            timers.arm_many(OWNER, entries)
+        for r in rows:
+            if r.task_id in moved:
+                self._index(r)
 
     def _index(self, row: Task) -> None:
         trigger = Trigger.model_validate_json(row.trigger)
@@ -123,27 +131,24 @@ class Scheduler(ServiceActor):
     # -- messages -------------------------------------------------------------------------
     def on_message(self, msg: Any, sender: ActorAddress) -> None:
         if isinstance(msg, TasksChanged):
-            for task_id in msg.task_ids:
-                self._reload(task_id)
+            self._reload(msg.task_ids)
         elif isinstance(msg, CustomerEvents):
             self._match(msg.items)
         elif isinstance(msg, SendOutcome):
-            for ref in msg.refs:
-                self._settle(ref)
+            self._settle_many(msg.refs)
         else:
             super().on_message(msg, sender)
             return
         self._after_change()
 
-    def _reload(self, task_id: str) -> None:
-        row = Task.get_or_none(Task.task_id == task_id)
-        if row is None:
-            return
-        if TaskStatus(row.status) in FINISHED_STATUSES:
-            self._unindex(task_id)
-            self.running.discard(task_id)
-        elif task_id not in self.waiting and task_id not in self.running:
-            self._adopt(row)
+    def _reload(self, task_ids: list[str]) -> None:
+        rows = list(Task.select().where(Task.task_id.in_(task_ids)))
+        for row in rows:
+            if TaskStatus(row.status) in FINISHED_STATUSES:
+                self._unindex(row.task_id)
+                self.running.discard(row.task_id)
+        self._adopt_many([r for r in rows if TaskStatus(r.status) not in FINISHED_STATUSES
+                          and r.task_id not in self.waiting and r.task_id not in self.running])
 
     def _match(self, events: list[EventItem]) -> None:
         if not events:
@@ -190,68 +195,81 @@ class Scheduler(ServiceActor):
 
     # -- execution ------------------------------------------------------------------------
     def _run_ready(self) -> bool:
-        nudge = False
-        while self.ready and len(self.running) < MAX_RUNNING:
+        """Start the highest-priority triggered tasks, as many as there is room for, in one transaction."""
+        picked: list[str] = []
+        while self.ready and len(self.running) + len(picked) < MAX_RUNNING:
             _, _, task_id = heapq.heappop(self.ready)
-            if task_id in self.running:
-                continue
-            t = now()
-            with atomic():
-                row = Task.get_or_none(Task.task_id == task_id)
-                if row is None or row.status != TaskStatus.WAITING.value:
-                    continue
-                if not tasks.transition(task_id, TaskStatus.RUNNING, "triggered: " + (row.trigger_detail or ""), t,
-                                        self.tz, self.callbacks, event="dispatch"):
-                    continue
-                self._queue_sends(row, t)
-            self.running.add(task_id)
-            nudge = True
-        return nudge
-
-    def _queue_sends(self, row: Task, t: float) -> None:
-        conv = Conversation.get_or_none(Conversation.customer_id == row.customer_id)
-        action = Action.model_validate_json(row.action)
-        for part in action_parts(action):
-            key = send_id(row.task_id, part.part)
-            outbox.add(key=key, kind="im_send", ref=row.task_id, now=t, payload={
-                "send_id": key,
-                "acc_id": conv.acc_id if conv else "",
-                "acc_type": conv.acc_type if conv else "",
-                "customer_id": row.customer_id,
-                "msg_type": int(part.msg_type),
-                "content": part.content,
-            })
-
-    def _settle(self, task_id: str) -> None:
-        """Look at a running task's sends and complete, retry or fail it."""
-        row = Task.get_or_none(Task.task_id == task_id)
-        if row is None or row.status != TaskStatus.RUNNING.value:
-            self.running.discard(task_id)
-            return
-        sends = outbox.for_ref("im_send", task_id)
-        states = {s.status for s in sends}
+            if task_id not in self.running and task_id not in picked:
+                picked.append(task_id)
+        if not picked:
+            return False
         t = now()
-        if states <= {"delivered"}:
+        with atomic():
+            rows = {r.task_id: r for r in Task.select().where(Task.task_id.in_(picked)
+                                                              & (Task.status == TaskStatus.WAITING.value))}
+            reasons = {i: "triggered: " + (r.trigger_detail or "") for i, r in rows.items()}
+            moved = tasks.transition_many(list(rows), TaskStatus.RUNNING, reasons, t, self.tz, self.callbacks,
+                                          event="dispatch")
+            started = set(moved)
+            self._queue_sends([rows[i] for i in picked if i in started], t)  # priority order is send order
+        self.running.update(moved)
+        return bool(moved)
+
+    def _queue_sends(self, rows: list[Task], t: float) -> None:
+        customers = {r.customer_id for r in rows}
+        accounts = {c.customer_id: (c.acc_id, c.acc_type) for c in
+                    Conversation.select(Conversation.customer_id, Conversation.acc_id, Conversation.acc_type)
+                    .where(Conversation.customer_id.in_(list(customers)))}
+        for row in rows:
+            acc_id, acc_type = accounts.get(row.customer_id, ("", ""))
+            for part in action_parts(Action.model_validate_json(row.action)):
+                key = send_id(row.task_id, part.part)
+                outbox.add(key=key, kind="im_send", ref=row.task_id, now=t, payload={
+                    "send_id": key, "acc_id": acc_id, "acc_type": acc_type, "customer_id": row.customer_id,
+                    "msg_type": int(part.msg_type), "content": part.content,
+                })
+
+    def _settle_many(self, task_ids: list[str]) -> None:
+        """Look at running tasks' sends: complete those all delivered, retry or fail those refused."""
+        if not task_ids:
+            return
+        rows = {r.task_id: r for r in Task.select().where(Task.task_id.in_(task_ids))}
+        for task_id in task_ids:
+            if task_id not in rows or rows[task_id].status != TaskStatus.RUNNING.value:
+                self.running.discard(task_id)
+        live = [i for i in task_ids if i in rows and rows[i].status == TaskStatus.RUNNING.value]
+        sends: dict[str, list[Any]] = {}
+        for s in Outbox.select().where((Outbox.kind == "im_send") & Outbox.ref.in_(live)).order_by(Outbox.id):
+            sends.setdefault(s.ref, []).append(s)
+        done = [i for i in live if {s.status for s in sends.get(i, [])} <= {"delivered"}]
+        refused = [i for i in live if i not in done and "failed" in {s.status for s in sends.get(i, [])}
+                   and "pending" not in {s.status for s in sends.get(i, [])}]
+        t = now()
+        if done:
             with atomic():
-                tasks.transition(task_id, TaskStatus.COMPLETED, "sent to the customer", t, self.tz, self.callbacks,
-                                 event="sent")
-            self.running.discard(task_id)
-        elif "failed" in states and "pending" not in states:
-            retry_key = timer_key(task_id, "retry")
-            error = "; ".join(s.error or "send failed" for s in sends if s.status == "failed")
-            with atomic():
-                if timers.Timer.get_or_none(timers.Timer.key == retry_key) is not None:
-                    return  # this failure already has its retry scheduled
-                if row.retries >= MAX_RETRIES:
-                    tasks.transition(task_id, TaskStatus.FAILED, f"gave up after {MAX_RETRIES} retries", t, self.tz,
-                                     self.callbacks, error=error, event="send_failed")
-                    self.running.discard(task_id)
-                    return
-                assert self.settings is not None
-                due = t + retry_delay(row.retries, self.settings.TASK_RETRY_BASE_S)
-                bump = Task.update(retries=Task.retries + 1, error=error, updated_at=t)
-                bump.where(Task.task_id == task_id).execute()
-                timers.arm(OWNER, retry_key, due, {"task_id": task_id, "what": "retry"})
+                tasks.transition_many(done, TaskStatus.COMPLETED, "sent to the customer", t, self.tz, self.callbacks,
+                                      event="sent")
+            self.running.difference_update(done)
+        for task_id in refused:
+            self._retry_or_fail(rows[task_id], sends[task_id], t)
+
+    def _retry_or_fail(self, row: Task, sends: list[Any], t: float) -> None:
+        task_id = row.task_id
+        retry_key = timer_key(task_id, "retry")
+        error = "; ".join(s.error or "send failed" for s in sends if s.status == "failed")
+        with atomic():
+            if timers.Timer.get_or_none(timers.Timer.key == retry_key) is not None:
+                return  # this failure already has its retry scheduled
+            if row.retries >= MAX_RETRIES:
+                tasks.transition(task_id, TaskStatus.FAILED, f"gave up after {MAX_RETRIES} retries", t, self.tz,
+                                 self.callbacks, error=error, event="send_failed")
+                self.running.discard(task_id)
+                return
+            assert self.settings is not None
+            due = t + retry_delay(row.retries, self.settings.TASK_RETRY_BASE_S)
+            bump = Task.update(retries=Task.retries + 1, error=error, updated_at=t)
+            bump.where(Task.task_id == task_id).execute()
+            timers.arm(OWNER, retry_key, due, {"task_id": task_id, "what": "retry"})
 
     # -- time -----------------------------------------------------------------------------
     def on_timer(self, name: str) -> None:
@@ -290,16 +308,15 @@ class Scheduler(ServiceActor):
             self._nudge_gateway()
 
     def _adopt_pending(self) -> None:
-        for row in Task.select().where(Task.status == TaskStatus.PENDING.value).order_by(Task.created_at):
-            self._adopt(row)
+        self._register_many(list(Task.select().where(Task.status == TaskStatus.PENDING.value)
+                                 .order_by(Task.created_at)))
 
     def _sweep(self) -> None:
         """Re-drive whatever a lost message left behind."""
         t = now()
         self._adopt_pending()
         self._match(messages.unconsumed_events(older_than=t - SWEEP_GRACE_S))
-        for task_id in list(self.running):
-            self._settle(task_id)
+        self._settle_many(list(self.running))
 
     def _after_change(self) -> None:
         if self._run_ready():

@@ -34,6 +34,7 @@ class Task(_Model):
     status = peewee.CharField(max_length=16, index=True)
     error = peewee.TextField(null=True)
     retries = peewee.IntegerField(default=0)
+    transitions = peewee.IntegerField(default=0)  # status changes so far: numbers each callback
     fire_at = peewee.FloatField(null=True)
     timeout_at = peewee.FloatField(null=True)
     triggered_at = peewee.FloatField(null=True)

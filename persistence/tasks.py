@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ import peewee
 from core.tianwang import TIMER_KINDS, IllegalTransition, epoch_to_iso, fire_at, sources_of, timeout_at, timer_key
 from persistence import outbox, timers
 from persistence.db import atomic
-from persistence.models import Task, TaskTransition
+from persistence.models import Outbox, Task, TaskTransition
 from protocol.tianwang import FINISHED_STATUSES, PRIORITY_RANK, TaskIn, TaskStatus
 
 
@@ -46,95 +47,134 @@ def _callback_payload(task_id: str, status: TaskStatus, error: str | None, now: 
     return {"task_id": task_id, "status": status.value, "error": error, "timestamp": epoch_to_iso(now, tz)}
 
 
-def _record(task_id: str, old: TaskStatus | None, new: TaskStatus, reason: str, error: str | None,
-            now: float, tz: str, callbacks: bool) -> None:
-    TaskTransition.create(
-        task_id=task_id, at=now, from_status=old.value if old else None, to_status=new.value, reason=reason
-    )
-    seq = TaskTransition.select().where(TaskTransition.task_id == task_id).count()
-    outbox.add(
-        key=f"cb:{task_id}:{seq}",
-        kind="callback",
-        ref=task_id,
-        payload=_callback_payload(task_id, new, error, now, tz),
-        now=now,
-        status="pending" if callbacks else "skipped",
-    )
+@dataclass(frozen=True)
+class Change:
+    """One recorded status change: the history row and the callback it owes Tianwang."""
+
+    task_id: str
+    seq: int
+    old: TaskStatus | None
+    new: TaskStatus
+    reason: str
+    error: str | None
 
 
-def receive_one(task: TaskIn, now: float, tz: str, callbacks: bool) -> ReceiveResult:
-    """Store a new task as pending, or answer a repeat; call inside a transaction."""
-    digest = body_hash(task)
-    existing = Task.get_or_none(Task.task_id == task.task_id)
-    if existing is not None:
-        if existing.body_hash != digest:
-            raise TaskConflict(f"task_id {task.task_id} was already received with a different body")
-        return ReceiveResult(json.loads(existing.answer), created=False)
-    answer = {"task_id": task.task_id, "status": TaskStatus.PENDING.value, "received_at": epoch_to_iso(now, tz)}
-    Task.create(
-        task_id=task.task_id,
-        type=task.type,
-        customer_id=task.customer.id,
-        customer_name=task.customer.name,
-        trigger_type=task.trigger.type.value,
-        trigger=task.trigger.model_dump_json(exclude_none=True),
-        action=task.action.model_dump_json(exclude_none=True),
-        priority=task.priority.value,
-        priority_rank=PRIORITY_RANK[task.priority],
-        timeout_hours=task.timeout_hours,
-        created_by=task.created_by,
-        body_hash=digest,
-        answer=json.dumps(answer, ensure_ascii=False),
-        status=TaskStatus.PENDING.value,
-        fire_at=fire_at(task.trigger, tz),
-        timeout_at=timeout_at(task.trigger, now, task.timeout_hours),
-        created_at=now,
-        updated_at=now,
-    )
-    _record(task.task_id, None, TaskStatus.PENDING, "received", None, now, tz, callbacks)
-    return ReceiveResult(answer, created=True)
+def _record(changes: list[Change], now: float, tz: str, callbacks: bool) -> None:
+    """History rows and callback outbox rows for changes, in bulk; call inside a transaction."""
+    if not changes:
+        return
+    status = "pending" if callbacks else "skipped"
+    for chunk in _chunks(changes, 100):  # SQLite caps the variables of one statement
+        TaskTransition.insert_many([
+            {"task_id": c.task_id, "at": now, "from_status": c.old.value if c.old else None,
+             "to_status": c.new.value, "reason": c.reason} for c in chunk
+        ]).execute()
+        Outbox.insert_many([
+            {"key": f"cb:{c.task_id}:{c.seq}", "kind": "callback", "ref": c.task_id, "status": status,
+             "payload": json.dumps(_callback_payload(c.task_id, c.new, c.error, now, tz), ensure_ascii=False),
+             "created_at": now, "updated_at": now} for c in chunk
+        ]).on_conflict_ignore().execute()
+
+
+def _chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
 def receive_many(tasks: list[TaskIn], now: float, tz: str, callbacks: bool) -> list[ReceiveResult | Exception]:
-    """Group commit: every task of a batch in one transaction, each answered on its own."""
+    """Group commit: store every new task of a batch as pending in one transaction, in bulk.
+
+    A repeat (same task_id, same body) gets the first answer again; another body is a TaskConflict
+    for that item alone.
+    """
     results: list[ReceiveResult | Exception] = []
     with atomic():
+        known: dict[str, tuple[str, str]] = {}
+        for ids in _chunks(list({t.task_id for t in tasks})):
+            for row in Task.select(Task.task_id, Task.body_hash, Task.answer).where(Task.task_id.in_(ids)):
+                known[row.task_id] = (row.body_hash, row.answer)
+        rows: list[dict[str, Any]] = []
+        changes: list[Change] = []
         for task in tasks:
-            try:
-                with atomic():  # nested: a savepoint, so a conflict leaves the batch's other items alone
-                    results.append(receive_one(task, now, tz, callbacks))
-            except TaskConflict as exc:
-                results.append(exc)
+            digest = body_hash(task)
+            if task.task_id in known:
+                stored_hash, answer = known[task.task_id]
+                if stored_hash != digest:
+                    results.append(TaskConflict(f"task_id {task.task_id} was already received with a different body"))
+                else:
+                    results.append(ReceiveResult(json.loads(answer), created=False))
+                continue
+            answer = {"task_id": task.task_id, "status": TaskStatus.PENDING.value,
+                      "received_at": epoch_to_iso(now, tz)}
+            answer_json = json.dumps(answer, ensure_ascii=False)
+            known[task.task_id] = (digest, answer_json)
+            rows.append({
+                "task_id": task.task_id, "type": task.type, "customer_id": task.customer.id,
+                "customer_name": task.customer.name, "trigger_type": task.trigger.type.value,
+                "trigger": task.trigger.model_dump_json(exclude_none=True),
+                "action": task.action.model_dump_json(exclude_none=True),
+                "priority": task.priority.value, "priority_rank": PRIORITY_RANK[task.priority],
+                "timeout_hours": task.timeout_hours, "created_by": task.created_by, "body_hash": digest,
+                "answer": answer_json, "status": TaskStatus.PENDING.value, "transitions": 1,
+                "fire_at": fire_at(task.trigger, tz), "timeout_at": timeout_at(task.trigger, now, task.timeout_hours),
+                "created_at": now, "updated_at": now,
+            })
+            changes.append(Change(task.task_id, 1, None, TaskStatus.PENDING, "received", None))
+            results.append(ReceiveResult(answer, created=True))
+        for chunk in _chunks(rows, 100):
+            Task.insert_many(chunk).execute()
+        _record(changes, now, tz, callbacks)
     return results
 
 
-def transition(task_id: str, target: TaskStatus, reason: str, now: float, tz: str, callbacks: bool,
-               error: str | None = None, event: str = "", **fields: Any) -> bool:
-    """Move a task to target if its current state allows; False if someone moved it first.
+def transition_many(task_ids: list[str], target: TaskStatus, reasons: str | dict[str, str], now: float, tz: str,
+                    callbacks: bool, error: str | None = None, event: str = "", **fields: Any) -> list[str]:
+    """Move every task that may reach target; the ids that moved. Call inside a transaction.
 
-    Call inside a transaction. Raises IllegalTransition when the stored state can never reach target.
+    Under the transaction's write lock nobody else changes these rows between our read and our
+    update. A task already finished (or already at target) is skipped; any other state that can
+    never reach target raises IllegalTransition.
     """
     allowed = sources_of(target)
-    row = Task.get_or_none(Task.task_id == task_id)
-    if row is None:
-        raise TaskNotFound(task_id)
-    current = TaskStatus(row.status)
-    if current not in allowed:
-        if current in FINISHED_STATUSES or current == target:
-            return False
-        raise IllegalTransition(task_id, current, target, event or reason)
-    updates: dict[Any, Any] = {Task.status: target.value, Task.updated_at: now}
+    moving: list[Task] = []
+    for ids in _chunks(list(dict.fromkeys(task_ids))):
+        for row in Task.select(Task.task_id, Task.status, Task.transitions).where(Task.task_id.in_(ids)):
+            current = TaskStatus(row.status)
+            if current in allowed:
+                moving.append(row)
+            elif current not in FINISHED_STATUSES and current != target:
+                reason = reasons if isinstance(reasons, str) else reasons.get(row.task_id, "")
+                raise IllegalTransition(row.task_id, current, target, event or reason)
+    if not moving:
+        return []
+    updates: dict[Any, Any] = {Task.status: target.value, Task.updated_at: now, Task.transitions: Task.transitions + 1}
     if error is not None:
         updates[Task.error] = error
     for name, value in fields.items():
         updates[getattr(Task, name)] = value
-    changed = Task.update(updates).where((Task.task_id == task_id) & (Task.status == current.value)).execute()
-    if not changed:
-        return False
-    _record(task_id, current, target, reason, error, now, tz, callbacks)
+    moved = [r.task_id for r in moving]
+    for ids in _chunks(moved):
+        Task.update(updates).where(Task.task_id.in_(ids)).execute()
+    _record([
+        Change(r.task_id, r.transitions + 1, TaskStatus(r.status), target,
+               reasons if isinstance(reasons, str) else reasons.get(r.task_id, ""), error)
+        for r in moving
+    ], now, tz, callbacks)
     if target in FINISHED_STATUSES:
-        timers.disarm_all([timer_key(task_id, what) for what in TIMER_KINDS])
-    return True
+        timers.disarm_all([timer_key(t, what) for t in moved for what in TIMER_KINDS])
+    return moved
+
+
+def transition(task_id: str, target: TaskStatus, reason: str, now: float, tz: str, callbacks: bool,
+               error: str | None = None, event: str = "", **fields: Any) -> bool:
+    """Move one task to target if its state allows; False if it had already moved on.
+
+    Call inside a transaction. Raises TaskNotFound for an unknown id, IllegalTransition when the
+    stored state can never reach target.
+    """
+    if not Task.select().where(Task.task_id == task_id).exists():
+        raise TaskNotFound(task_id)
+    return bool(transition_many([task_id], target, reason, now, tz, callbacks, error, event, **fields))
 
 
 def cancel(task_id: str, reason: str, now: float, tz: str, callbacks: bool) -> dict[str, Any]:

@@ -36,3 +36,14 @@ def next_due(owner: str) -> float | None:
     """When the owner's earliest timer is due."""
     row = Timer.select(Timer.due_at).where(Timer.owner == owner).order_by(Timer.due_at).first()
     return row.due_at if row else None
+
+
+def arm_many(owner: str, entries: list[tuple[str, float, dict[str, Any]]]) -> None:
+    """Set (or move) several timers, given as (key, due_at, payload); call inside a transaction."""
+    if not entries:
+        return
+    rows = [{"owner": owner, "key": k, "due_at": due, "payload": json.dumps(p)} for k, due, p in entries]
+    for i in range(0, len(rows), 200):  # SQLite caps the variables of one statement
+        Timer.insert_many(rows[i:i + 200]).on_conflict(
+            conflict_target=[Timer.key], preserve=[Timer.due_at, Timer.payload]
+        ).execute()
