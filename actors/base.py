@@ -34,6 +34,7 @@ class ServiceActor(Actor):
 
     kind = "service"
     uses_database = True
+    acknowledges = False  # commits what it acknowledges to the outside world: synchronous=FULL
 
     def __init__(self) -> None:
         super().__init__()
@@ -127,7 +128,7 @@ class ServiceActor(Actor):
             self.name = msg.name
             logging.getLogger().setLevel(msg.settings.LOG_LEVEL)
             if self.uses_database:
-                open_database(msg.settings.DATABASE_URL)
+                open_database(msg.settings.DATABASE_URL, durable=self.acknowledges)
             self.on_configure()
             early, self._early = self._early, []
             for m, s in early:

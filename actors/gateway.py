@@ -16,6 +16,7 @@ class Gateway(ServiceActor):
     """A leaf actor owning the WebSocket client thread."""
 
     kind = "gateway"
+    acknowledges = True
 
     def on_configure(self) -> None:
         assert self.settings is not None

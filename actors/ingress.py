@@ -16,6 +16,7 @@ class Ingress(ServiceActor):
     """The HTTP front door; a leaf actor (it owns a thread, so it creates no children)."""
 
     kind = "ingress"
+    acknowledges = True
 
     def on_configure(self) -> None:
         assert self.settings is not None

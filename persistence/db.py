@@ -1,8 +1,19 @@
-"""Database setup: one connection set per process, opened after fork; SQLite WAL or PostgreSQL by URL."""
+"""Database setup: one connection set per process, opened after fork; SQLite WAL or PostgreSQL by URL.
+
+SQLite writers take a process-shared file lock before BEGIN IMMEDIATE: a blocked writer then
+wakes the moment the lock is released, instead of SQLite's busy handler sleeping in steps of up
+to 100 ms. Acknowledging processes commit with synchronous=FULL; the rest with NORMAL, which in
+WAL mode survives any process crash and, on power loss, loses only a suffix of commits that is
+re-derived from the durable state before it (every side effect is keyed, so redoing one is safe).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -10,37 +21,40 @@ import peewee
 
 database_proxy = peewee.DatabaseProxy()
 
-_opened: dict[str, object] = {"pid": None, "url": None, "db": None}
+_opened: dict[str, object] = {"pid": None, "url": None, "db": None, "lock_path": None}
 # Connections inherited across fork are kept referenced, never closed: closing them in the
 # child could disturb the parent's SQLite locks.
 _inherited: list[peewee.Database] = []
-
-SQLITE_PRAGMAS = {
-    "journal_mode": "wal",
-    "synchronous": "full",
-    "busy_timeout": 15000,
-    "foreign_keys": 1,
-    "cache_size": -8000,
-}
+_thread_lock = threading.Lock()
+_lock_fd: dict[int, int] = {}  # pid → fd of the write-lock file opened by that process
 
 
 class DatabaseUrlError(ValueError):
     """DATABASE_URL names no database we can open."""
 
 
-def make_database(url: str) -> peewee.Database:
+def sqlite_path(url: str) -> str | None:
+    """The file of a sqlite:/// URL, or None for another scheme."""
+    parsed = urlparse(url)
+    if parsed.scheme != "sqlite":
+        return None
+    if url.startswith("sqlite:////"):
+        return "/" + unquote(parsed.path).lstrip("/")
+    path = unquote(parsed.path)
+    return path[1:] if path.startswith("/") else path
+
+
+def make_database(url: str, durable: bool = True) -> peewee.Database:
     """A peewee database for sqlite:///path or postgresql://user:pass@host:port/name."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
-        path = unquote(parsed.path)
-        if url.startswith("sqlite:////"):
-            path = "/" + path.lstrip("/")
-        elif url.startswith("sqlite:///"):
-            path = path[1:] if path.startswith("/") else path
+        path = sqlite_path(url)
         if not path:
             raise DatabaseUrlError("DATABASE_URL sqlite:/// needs a file path")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=15, check_same_thread=False)
+        pragmas = {"journal_mode": "wal", "synchronous": "full" if durable else "normal", "busy_timeout": 15000,
+                   "foreign_keys": 1, "cache_size": -8000}
+        return peewee.SqliteDatabase(path, pragmas=pragmas, timeout=15, check_same_thread=False)
     if parsed.scheme in ("postgres", "postgresql"):
         return peewee.PostgresqlDatabase(
             parsed.path.lstrip("/"),
@@ -52,16 +66,20 @@ def make_database(url: str) -> peewee.Database:
     raise DatabaseUrlError(f"DATABASE_URL scheme {parsed.scheme!r} is not sqlite or postgresql")
 
 
-def open_database(url: str, create: bool = False) -> peewee.Database:
-    """Bind the models to this process's own database (reopened after a fork); create tables if asked."""
+def open_database(url: str, create: bool = False, durable: bool = True) -> peewee.Database:
+    """Bind the models to this process's own database (reopened after a fork); create tables if asked.
+
+    durable: commit with synchronous=FULL (for processes that acknowledge to the outside world).
+    """
     pid = os.getpid()
     if _opened["pid"] == pid and _opened["url"] == url:
         return _opened["db"]  # type: ignore[return-value]
     if _opened["db"] is not None:
         _inherited.append(_opened["db"])  # type: ignore[arg-type]
-    db = make_database(url)
+    db = make_database(url, durable)
     database_proxy.initialize(db)
-    _opened.update(pid=pid, url=url, db=db)
+    path = sqlite_path(url)
+    _opened.update(pid=pid, url=url, db=db, lock_path=f"{path}.write-lock" if path else None)
     if create:
         from persistence.models import ALL_MODELS
 
@@ -75,13 +93,31 @@ def close_database() -> None:
     db = _opened["db"]
     if db is not None and _opened["pid"] == os.getpid():
         db.close()  # type: ignore[attr-defined]
-    _opened.update(pid=None, url=None, db=None)
+    _opened.update(pid=None, url=None, db=None, lock_path=None)
     database_proxy.initialize(None)  # a query after close fails loudly instead of reopening silently
 
 
-def atomic() -> peewee._atomic:
-    """A write transaction that takes SQLite's write lock up front (no upgrade deadlocks)."""
+@contextlib.contextmanager
+def _write_lock() -> Iterator[None]:
+    pid = os.getpid()
+    fd = _lock_fd.get(pid)
+    if fd is None:  # opened per process: a lock inherited across fork would be shared with the parent
+        fd = _lock_fd[pid] = os.open(str(_opened["lock_path"]), os.O_RDWR | os.O_CREAT, 0o600)
+    with _thread_lock:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def atomic() -> Iterator[None]:
+    """A write transaction (a savepoint when nested) that never waits in SQLite's busy handler."""
     db = database_proxy.obj
-    if isinstance(db, peewee.SqliteDatabase):
-        return db.atomic("IMMEDIATE")
-    return db.atomic()
+    if not isinstance(db, peewee.SqliteDatabase) or db.transaction_depth() > 0 or not _opened["lock_path"]:
+        with db.atomic():
+            yield
+        return
+    with _write_lock(), db.atomic("IMMEDIATE"):
+        yield

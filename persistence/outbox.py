@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from persistence.db import atomic
 from persistence.models import Outbox
 
 
@@ -35,12 +36,13 @@ def pending(kind: str, now: float, limit: int = 200, exclude_keys: frozenset[str
 
 def mark(key: str, status: str, now: float, error: str | None = None, only_from: str = "pending") -> Outbox | None:
     """Settle a row (delivered / failed) if it is still in only_from; the row, or None if not."""
-    changed = (
-        Outbox.update(status=status, error=error, updated_at=now, attempts=Outbox.attempts + 1)
-        .where((Outbox.key == key) & (Outbox.status == only_from))
-        .execute()
-    )
-    return Outbox.get_or_none(Outbox.key == key) if changed else None
+    with atomic():
+        changed = (
+            Outbox.update(status=status, error=error, updated_at=now, attempts=Outbox.attempts + 1)
+            .where((Outbox.key == key) & (Outbox.status == only_from))
+            .execute()
+        )
+        return Outbox.get_or_none(Outbox.key == key) if changed else None
 
 
 def for_ref(kind: str, ref: str) -> list[Outbox]:
@@ -68,16 +70,18 @@ def cancel_pending_sends(ref: str, now: float) -> int:
 
 def postpone(row_id: int, now: float, next_at: float, error: str) -> None:
     """Record a failed try of a row that is retried until delivered."""
-    Outbox.update(attempts=Outbox.attempts + 1, next_attempt_at=next_at, error=error, updated_at=now).where(
-        Outbox.id == row_id
-    ).execute()
+    with atomic():
+        Outbox.update(attempts=Outbox.attempts + 1, next_attempt_at=next_at, error=error, updated_at=now).where(
+            Outbox.id == row_id
+        ).execute()
 
 
 def deliver(row_id: int, now: float) -> None:
     """Mark a retried-until-delivered row done."""
-    Outbox.update(status="delivered", updated_at=now, attempts=Outbox.attempts + 1, error=None).where(
-        Outbox.id == row_id
-    ).execute()
+    with atomic():
+        Outbox.update(status="delivered", updated_at=now, attempts=Outbox.attempts + 1, error=None).where(
+            Outbox.id == row_id
+        ).execute()
 
 
 def first_pending_per_ref(kind: str, limit: int = 100) -> list[Outbox]:
