@@ -30,6 +30,7 @@ class ThreadBridge:
         self._wsock.setblocking(False)
         self._thread = threading.Thread(target=self._run, name=f"{name}-loop", daemon=True)
         self._started = threading.Event()
+        self._signalled = False  # a wake-up byte is already on its way: under load, one wakes many items
 
     def start(self, main: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Start the thread and run main() in its loop until stop()."""
@@ -50,11 +51,14 @@ class ThreadBridge:
     def post(self, item: Any) -> None:
         """From the loop thread: hand an item to the actor thread."""
         self._inbox.put(item)
-        with contextlib.suppress(BlockingIOError, OSError):
-            self._wsock.send(b"\0")
+        if not self._signalled:
+            self._signalled = True
+            with contextlib.suppress(BlockingIOError, OSError):
+                self._wsock.send(b"\0")
 
     def drain(self) -> list[Any]:
         """From the actor thread: every item posted so far."""
+        self._signalled = False  # cleared before reading, so a post racing with us still wakes us
         with contextlib.suppress(BlockingIOError, OSError):
             while self._rsock.recv(4096):
                 pass

@@ -65,6 +65,7 @@ class Scheduler(ServiceActor):
             self.bridge = ThreadBridge("scheduler")
             self.bridge.start(self.deliverer.run)
         self._load_all()
+        self._expect_timer(timers.next_due(OWNER))
         self.every(s.SWEEP_INTERVAL_S, "sweep")
 
     # -- loading and indexing -------------------------------------------------------------
@@ -106,6 +107,7 @@ class Scheduler(ServiceActor):
                     entries.append((timer_key(r.task_id, "timeout"), r.timeout_at,
                                     {"task_id": r.task_id, "what": "timeout"}))
             timers.arm_many(OWNER, entries)
+        self._expect_timer(min((due for _, due, _ in entries), default=None))
         for r in rows:
             if r.task_id in moved:
                 self._index(r)
@@ -270,6 +272,7 @@ class Scheduler(ServiceActor):
             bump = Task.update(retries=Task.retries + 1, error=error, updated_at=t)
             bump.where(Task.task_id == task_id).execute()
             timers.arm(OWNER, retry_key, due, {"task_id": task_id, "what": "retry"})
+        self._expect_timer(due)
 
     # -- time -----------------------------------------------------------------------------
     def on_timer(self, name: str) -> None:
@@ -278,6 +281,7 @@ class Scheduler(ServiceActor):
         elif name == "timers":
             self.next_wake = None
         self._fire_due()
+        self._expect_timer(timers.next_due(OWNER))
         self._after_change()
 
     def _fire_due(self) -> None:
@@ -323,10 +327,12 @@ class Scheduler(ServiceActor):
             self._nudge_gateway()
         if self.deliverer is not None and self.bridge is not None:
             self.bridge.call(self.deliverer.wake)
-        nxt = timers.next_due(OWNER)
-        if nxt is not None and (self.next_wake is None or nxt < self.next_wake - 0.005):
-            self.next_wake = nxt
-            self.wakeupAfter(max(0.0, nxt - now()), payload="timers")
+
+    def _expect_timer(self, due: float | None) -> None:
+        """Make sure a wakeup comes by due (timers are armed only here, so no query is needed)."""
+        if due is not None and (self.next_wake is None or due < self.next_wake - 0.005):
+            self.next_wake = due
+            self.wakeupAfter(max(0.0, due - now()), payload="timers")
 
     def _nudge_gateway(self) -> None:
         if self.book is not None:

@@ -121,3 +121,27 @@ def atomic() -> Iterator[None]:
         return
     with _write_lock(), db.atomic("IMMEDIATE"):
         yield
+
+
+def bulk_insert(model: type[peewee.Model], rows: list[dict], on_conflict: str = "error",
+                conflict_key: str = "", update: tuple[str, ...] = ()) -> None:
+    """Insert many rows with one prepared statement (executemany), far cheaper than peewee's insert_many.
+
+    on_conflict: "error", "ignore" (keep the existing row), or "update" (set update's columns from
+    the new row where conflict_key clashes). Call inside a transaction.
+    """
+    if not rows:
+        return
+    db = database_proxy.obj
+    columns = list(rows[0])
+    fields = [model._meta.fields[c].column_name for c in columns]
+    marks = ", ".join([db.param] * len(columns))
+    names = ", ".join(f'"{f}"' for f in fields)
+    sql = f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({marks})'
+    if on_conflict == "ignore":
+        sql += " ON CONFLICT DO NOTHING"
+    elif on_conflict == "update":
+        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in update)
+        sql += f' ON CONFLICT ("{conflict_key}") DO UPDATE SET {sets}'
+    cursor = db.cursor()
+    cursor.executemany(sql, [tuple(r[c] for c in columns) for r in rows])

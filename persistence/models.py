@@ -117,10 +117,13 @@ class Outbox(_Model):
 class Timer(_Model):
     """A durable deadline: re-armed by its owner after every (re)start."""
 
-    owner = peewee.CharField(max_length=32, index=True)
+    owner = peewee.CharField(max_length=32)
     key = peewee.CharField(max_length=256, unique=True)
-    due_at = peewee.FloatField(index=True)
+    due_at = peewee.FloatField()
     payload = peewee.TextField(default="{}")
+
+    class Meta:
+        indexes = ((("owner", "due_at"), False),)  # the owner's earliest timer without a sort
 
 
 ALL_MODELS = [Task, TaskTransition, InboundMessage, Conversation, CustomerEvent, Outbox, Timer]

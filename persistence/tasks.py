@@ -12,7 +12,7 @@ import peewee
 
 from core.tianwang import TIMER_KINDS, IllegalTransition, epoch_to_iso, fire_at, sources_of, timeout_at, timer_key
 from persistence import outbox, timers
-from persistence.db import atomic
+from persistence.db import atomic, bulk_insert
 from persistence.models import Outbox, Task, TaskTransition
 from protocol.tianwang import FINISHED_STATUSES, PRIORITY_RANK, TaskIn, TaskStatus
 
@@ -64,16 +64,15 @@ def _record(changes: list[Change], now: float, tz: str, callbacks: bool) -> None
     if not changes:
         return
     status = "pending" if callbacks else "skipped"
-    for chunk in _chunks(changes, 100):  # SQLite caps the variables of one statement
-        TaskTransition.insert_many([
-            {"task_id": c.task_id, "at": now, "from_status": c.old.value if c.old else None,
-             "to_status": c.new.value, "reason": c.reason} for c in chunk
-        ]).execute()
-        Outbox.insert_many([
-            {"key": f"cb:{c.task_id}:{c.seq}", "kind": "callback", "ref": c.task_id, "status": status,
-             "payload": json.dumps(_callback_payload(c.task_id, c.new, c.error, now, tz), ensure_ascii=False),
-             "created_at": now, "updated_at": now} for c in chunk
-        ]).on_conflict_ignore().execute()
+    bulk_insert(TaskTransition, [
+        {"task_id": c.task_id, "at": now, "from_status": c.old.value if c.old else None,
+         "to_status": c.new.value, "reason": c.reason} for c in changes
+    ])
+    bulk_insert(Outbox, [
+        {"key": f"cb:{c.task_id}:{c.seq}", "kind": "callback", "ref": c.task_id, "status": status,
+         "payload": json.dumps(_callback_payload(c.task_id, c.new, c.error, now, tz), ensure_ascii=False),
+         "attempts": 0, "next_attempt_at": 0.0, "created_at": now, "updated_at": now} for c in changes
+    ], on_conflict="ignore")
 
 
 def _chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
@@ -115,14 +114,14 @@ def receive_many(tasks: list[TaskIn], now: float, tz: str, callbacks: bool) -> l
                 "action": task.action.model_dump_json(exclude_none=True),
                 "priority": task.priority.value, "priority_rank": PRIORITY_RANK[task.priority],
                 "timeout_hours": task.timeout_hours, "created_by": task.created_by, "body_hash": digest,
-                "answer": answer_json, "status": TaskStatus.PENDING.value, "transitions": 1,
+                "answer": answer_json, "status": TaskStatus.PENDING.value, "transitions": 1, "retries": 0,
+                "error": None, "triggered_at": None, "trigger_detail": None,
                 "fire_at": fire_at(task.trigger, tz), "timeout_at": timeout_at(task.trigger, now, task.timeout_hours),
                 "created_at": now, "updated_at": now,
             })
             changes.append(Change(task.task_id, 1, None, TaskStatus.PENDING, "received", None))
             results.append(ReceiveResult(answer, created=True))
-        for chunk in _chunks(rows, 100):
-            Task.insert_many(chunk).execute()
+        bulk_insert(Task, rows)
         _record(changes, now, tz, callbacks)
     return results
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from persistence.db import bulk_insert
 from persistence.models import Timer
 
 
@@ -43,7 +44,4 @@ def arm_many(owner: str, entries: list[tuple[str, float, dict[str, Any]]]) -> No
     if not entries:
         return
     rows = [{"owner": owner, "key": k, "due_at": due, "payload": json.dumps(p)} for k, due, p in entries]
-    for i in range(0, len(rows), 200):  # SQLite caps the variables of one statement
-        Timer.insert_many(rows[i:i + 200]).on_conflict(
-            conflict_target=[Timer.key], preserve=[Timer.due_at, Timer.payload]
-        ).execute()
+    bulk_insert(Timer, rows, on_conflict="update", conflict_key="key", update=("due_at", "payload"))
