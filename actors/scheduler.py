@@ -28,6 +28,8 @@ from protocol.messages import CustomerEvents, EventItem, SendNudge, SendOutcome,
 from protocol.tianwang import FINISHED_STATUSES, Action, TaskStatus, Trigger, TriggerType
 
 OWNER = "scheduler"
+TaskRow = Any  # a Task row read as a named tuple: the scheduler reads thousands, model objects cost too much
+REGISTER_CHUNK = 200  # tasks armed per transaction: bounds how long the write lock is held
 MAX_RUNNING = 32  # actions in flight at once; the rest wait in the priority queue
 SWEEP_GRACE_S = 2.0  # work older than this with no progress is re-driven by the sweep
 
@@ -71,11 +73,12 @@ class Scheduler(ServiceActor):
     # -- loading and indexing -------------------------------------------------------------
     def _load_all(self) -> None:
         open_states = [TaskStatus.PENDING.value, TaskStatus.WAITING.value, TaskStatus.RUNNING.value]
-        self._adopt_many(list(Task.select().where(Task.status.in_(open_states)).order_by(Task.created_at)))
+        self._adopt_many(list(Task.select().where(Task.status.in_(open_states)).order_by(Task.created_at)
+                              .namedtuples()))
         self._match(messages.unconsumed_events())
         self._after_change()
 
-    def _adopt_many(self, rows: list[Task]) -> None:
+    def _adopt_many(self, rows: list[TaskRow]) -> None:
         self._register_many([r for r in rows if r.status == TaskStatus.PENDING.value])
         running = []
         for row in rows:
@@ -89,8 +92,12 @@ class Scheduler(ServiceActor):
                 running.append(row.task_id)
         self._settle_many(running)
 
-    def _register_many(self, rows: list[Task]) -> None:
-        """pending → waiting for a batch, arming each task's durable timers, in one transaction."""
+    def _register_many(self, rows: list[TaskRow]) -> None:
+        """pending → waiting, arming each task's durable timers; short transactions, so accepts never wait long."""
+        for i in range(0, len(rows), REGISTER_CHUNK):
+            self._register_chunk(rows[i:i + REGISTER_CHUNK])
+
+    def _register_chunk(self, rows: list[TaskRow]) -> None:
         if not rows:
             return
         t = now()
@@ -112,7 +119,7 @@ class Scheduler(ServiceActor):
             if r.task_id in moved:
                 self._index(r)
 
-    def _index(self, row: Task) -> None:
+    def _index(self, row: TaskRow) -> None:
         trigger = Trigger.model_validate_json(row.trigger)
         if trigger.type is TriggerType.TIME_REACH:
             return  # its durable timer is the index
@@ -144,7 +151,7 @@ class Scheduler(ServiceActor):
         self._after_change()
 
     def _reload(self, task_ids: list[str]) -> None:
-        rows = list(Task.select().where(Task.task_id.in_(task_ids)))
+        rows = list(Task.select().where(Task.task_id.in_(task_ids)).namedtuples())
         for row in rows:
             if TaskStatus(row.status) in FINISHED_STATUSES:
                 self._unindex(row.task_id)
@@ -313,7 +320,7 @@ class Scheduler(ServiceActor):
 
     def _adopt_pending(self) -> None:
         self._register_many(list(Task.select().where(Task.status == TaskStatus.PENDING.value)
-                                 .order_by(Task.created_at)))
+                                 .order_by(Task.created_at).namedtuples()))
 
     def _sweep(self) -> None:
         """Re-drive whatever a lost message left behind."""

@@ -135,9 +135,9 @@ def transition_many(task_ids: list[str], target: TaskStatus, reasons: str | dict
     never reach target raises IllegalTransition.
     """
     allowed = sources_of(target)
-    moving: list[Task] = []
+    moving: list[Any] = []
     for ids in _chunks(list(dict.fromkeys(task_ids))):
-        for row in Task.select(Task.task_id, Task.status, Task.transitions).where(Task.task_id.in_(ids)):
+        for row in Task.select(Task.task_id, Task.status, Task.transitions).where(Task.task_id.in_(ids)).namedtuples():
             current = TaskStatus(row.status)
             if current in allowed:
                 moving.append(row)
