@@ -58,10 +58,13 @@ class ThreadBridge:
 
     def drain(self) -> list[Any]:
         """From the actor thread: every item posted so far."""
-        self._signalled = False  # cleared before reading, so a post racing with us still wakes us
+        # Order matters: consume the wake-up bytes, then clear the flag, then read the queue. A post
+        # that saw the flag still set put its item before we read the queue; one that saw it
+        # cleared sent a byte we have not consumed, so the actor wakes again.
         with contextlib.suppress(BlockingIOError, OSError):
             while self._rsock.recv(4096):
                 pass
+        self._signalled = False
         items = []
         while True:
             try:

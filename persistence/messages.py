@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from persistence.db import atomic
@@ -137,7 +138,7 @@ def unconsumed_events(older_than: float | None = None, limit: int = 1000) -> lis
 def consume_event(event_id: int) -> bool:
     """Claim an event for matching; False if it was already consumed."""
     return bool(
-        CustomerEvent.update(consumed=True)
+        CustomerEvent.update(consumed=True, consumed_at=time.time())
         .where((CustomerEvent.id == event_id) & (CustomerEvent.consumed == False))  # noqa: E712
         .execute()
     )

@@ -97,6 +97,7 @@ class CustomerEvent(_Model):
     source = peewee.CharField(max_length=200, default="")
     created_at = peewee.FloatField()
     consumed = peewee.BooleanField(default=False, index=True)
+    consumed_at = peewee.FloatField(null=True)  # when the scheduler matched it (latency figures)
 
 
 class Outbox(_Model):
