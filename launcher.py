@@ -254,6 +254,8 @@ def main() -> int:
             check_port_free("127.0.0.1", settings.IM_SIMULATOR_HTTP_PORT, "IM simulator control")
             simulator, ws_url, sim_control = start_simulator(settings)
             settings = settings.model_copy(update={"IM_BRIDGE_URL": ws_url})
+        import actors.root  # noqa: F401  (loaded before the fork, so every actor shares these pages)
+
         gc.freeze()  # forked actors share the launcher's heap pages instead of copying them
         system = start_system(settings, log_defs)
     except LaunchError as exc:

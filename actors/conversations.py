@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited
@@ -28,6 +28,8 @@ class Conversations(ServiceActor):
         self.pids: dict[str, int] = {}
         self.last_active: dict[str, float] = {}
         self.counts = {"activated": 0, "passivated": 0, "died": 0}
+        self.activating: dict[str, float] = {}
+        self.activation_s: deque[float] = deque(maxlen=1000)  # recent createActor → first answer times
         self.every(self.settings.SWEEP_INTERVAL_S, "sweep")
         self._route(messages.unhandled())
 
@@ -45,6 +47,9 @@ class Conversations(ServiceActor):
             self._route(msg.items)
         elif isinstance(msg, ConversationStarted):
             self.pids[msg.customer_id] = msg.pid
+            began = self.activating.pop(msg.customer_id, None)
+            if began is not None:
+                self.activation_s.append(time.monotonic() - began)
         elif isinstance(msg, ChildActorExited):
             self._child_exited(msg.childAddress)
         else:
@@ -65,6 +70,7 @@ class Conversations(ServiceActor):
             self.live[customer_id] = address
             self.owner[str(address)] = customer_id
             self.counts["activated"] += 1
+            self.activating[customer_id] = time.monotonic()
             self.send(address, self._configure_msg(customer_id))
             while len(self.live) > self.settings.CONVERSATIONS_MAX_LIVE:
                 oldest = next(iter(self.live))
@@ -77,6 +83,7 @@ class Conversations(ServiceActor):
         address = self.live.pop(customer_id, None)
         self.last_active.pop(customer_id, None)
         self.pids.pop(customer_id, None)
+        self.activating.pop(customer_id, None)
         if address is not None:
             self.counts["passivated"] += 1
             self.send(address, ActorExitRequest())
@@ -107,4 +114,9 @@ class Conversations(ServiceActor):
             {"name": f"conversation:{c}", "kind": "conversation", "pid": self.pids.get(c), "state": "running"}
             for c in list(self.live)[-200:]
         ]
-        return {"live": len(self.live), **self.counts, "actors": actors}
+        ordered = sorted(self.activation_s)
+        timing = {}
+        if ordered:
+            timing = {"activation_p50_ms": round(ordered[len(ordered) // 2] * 1000, 1),
+                      "activation_p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 1)}
+        return {"live": len(self.live), **self.counts, **timing, "actors": actors}
