@@ -255,6 +255,9 @@ def main() -> int:
             simulator, ws_url, sim_control = start_simulator(settings)
             settings = settings.model_copy(update={"IM_BRIDGE_URL": ws_url})
         import actors.root  # noqa: F401  (loaded before the fork, so every actor shares these pages)
+        from actors.runtime import tune_thespian
+
+        tune_thespian()
 
         gc.freeze()  # forked actors share the launcher's heap pages instead of copying them
         system = start_system(settings, log_defs)

@@ -31,6 +31,8 @@ OWNER = "scheduler"
 TaskRow = Any  # a Task row read as a named tuple: the scheduler reads thousands, model objects cost too much
 REGISTER_CHUNK = 200  # tasks armed per transaction: bounds how long the write lock is held
 MAX_RUNNING = 32  # actions in flight at once; the rest wait in the priority queue
+IDLE_CONSUME_S = 0.5  # how long consumed marks of events that matched nothing wait to be written together
+EVENT_GATHER_S = 0.001  # customer events are gathered this long, then matched in one transaction
 SWEEP_GRACE_S = 2.0  # work older than this with no progress is re-driven by the sweep
 
 
@@ -60,6 +62,10 @@ class Scheduler(ServiceActor):
         self.ready: list[tuple[int, float, str]] = []
         self.running: set[str] = set()
         self.next_wake: float | None = None
+        self.events: list[EventItem] = []
+        self.events_armed = False
+        self.idle_consumed: list[tuple[int, float]] = []  # (event id, when it was matched)
+        self.idle_armed = False
         self.deliverer: CallbackDeliverer | None = None
         if s.TIANWANG_CALLBACK_URL:
             secret = s.TIANWANG_CALLBACK_SECRET.get_secret_value().encode() if s.TIANWANG_CALLBACK_SECRET else None
@@ -142,7 +148,13 @@ class Scheduler(ServiceActor):
         if isinstance(msg, TasksChanged):
             self._reload(msg.task_ids)
         elif isinstance(msg, CustomerEvents):
-            self._match(msg.items)
+            # Events from many conversations arrive one message each: gather them for a moment and
+            # match them in one transaction.
+            self.events.extend(msg.items)
+            if not self.events_armed:
+                self.events_armed = True
+                self.wakeupAfter(EVENT_GATHER_S, payload="events")
+            return
         elif isinstance(msg, SendOutcome):
             self._settle_many(msg.refs)
         else:
@@ -159,35 +171,51 @@ class Scheduler(ServiceActor):
         self._adopt_many([r for r in rows if TaskStatus(r.status) not in FINISHED_STATUSES
                           and r.task_id not in self.waiting and r.task_id not in self.running])
 
+    def _candidates(self, ev: EventItem) -> set[str]:
+        if ev.kind == "custom":
+            found = set(self.by_event.get(ev.name, set()))
+            if ev.customer_id is not None:
+                found &= self.by_customer.get(ev.customer_id, set())
+            return found
+        return set(self.by_customer.get(ev.customer_id or "", set()))
+
     def _match(self, events: list[EventItem]) -> None:
         if not events:
             return
         # A task whose TasksChanged hint was lost must be armed before events are consumed, or an
         # event meant for it would be consumed with nothing to match.
         self._adopt_pending()
+        live = [(ev, self._candidates(ev)) for ev in events]
+        # Most customer messages concern no waiting task: their consumed marks are written later in
+        # one batch. Losing that batch in a crash is harmless, since re-matching an event can never
+        # fire a task received after it.
+        seen_at = now()
+        idle = [(ev.event_id, seen_at) for ev, found in live if not found]
+        if idle:
+            self.idle_consumed.extend(idle)
+            if not self.idle_armed:
+                self.idle_armed = True
+                self.wakeupAfter(IDLE_CONSUME_S, payload="consumed")
+        live = [(ev, found) for ev, found in live if found]
+        if not live:
+            return
         t = now()
         fired: list[Task] = []
         with atomic():
-            for ev in events:
+            for ev, found in live:
                 if not messages.consume_event(ev.event_id):
                     continue
                 view = CustomerEventView(kind=ev.kind, customer_id=ev.customer_id, text=ev.text, name=ev.name)
-                if ev.kind == "custom":
-                    candidates = set(self.by_event.get(ev.name, set()))
-                    if ev.customer_id is not None:
-                        candidates &= self.by_customer.get(ev.customer_id, set())
-                else:
-                    candidates = set(self.by_customer.get(ev.customer_id or "", set()))
-                for task_id in sorted(candidates):
-                    w = self.waiting[task_id]
-                    if w.created_at > ev.at + 0.001 or not trigger_matches(w.trigger, w.customer_id, view):
+                for task_id in sorted(found):
+                    w = self.waiting.get(task_id)
+                    if w is None or w.created_at > ev.at + 0.001 or not trigger_matches(w.trigger, w.customer_id, view):
                         continue
                     detail = f"{ev.kind} event {ev.event_id}" + (f": {ev.text[:100]}" if ev.text else "")
                     row = self._mark_triggered(task_id, t, detail)
                     if row is not None:
                         fired.append(row)
+                        self._unindex(task_id)
         for row in fired:
-            self._unindex(row.task_id)
             heapq.heappush(self.ready, (row.priority_rank, row.triggered_at, row.task_id))
 
     def _mark_triggered(self, task_id: str, t: float, detail: str) -> Task | None:
@@ -283,7 +311,17 @@ class Scheduler(ServiceActor):
 
     # -- time -----------------------------------------------------------------------------
     def on_timer(self, name: str) -> None:
-        if name == "sweep":
+        if name == "consumed":
+            self.idle_armed = False
+            ids, self.idle_consumed = self.idle_consumed, []
+            with atomic():
+                messages.consume_events(ids)
+            return
+        if name == "events":
+            self.events_armed = False
+            events, self.events = self.events, []
+            self._match(events)
+        elif name == "sweep":
             self._sweep()
         elif name == "timers":
             self.next_wake = None
@@ -319,6 +357,8 @@ class Scheduler(ServiceActor):
             self._nudge_gateway()
 
     def _adopt_pending(self) -> None:
+        if not Task.select().where(Task.status == TaskStatus.PENDING.value).exists():
+            return
         self._register_many(list(Task.select().where(Task.status == TaskStatus.PENDING.value)
                                  .order_by(Task.created_at).namedtuples()))
 

@@ -38,6 +38,8 @@ class BridgeClient:
         self.ws: Any = None
         self.inflight: dict[str, float] = {}
         self._flush = asyncio.Event()
+        self._arrived: list[MessageFrame | SentFrame | SendFailedFrame] = []
+        self._work = asyncio.Event()
         self.connected_since: float | None = None
         self.counts = {"received": 0, "duplicates": 0, "sent": 0, "settled": 0, "connects": 0}
 
@@ -60,12 +62,15 @@ class BridgeClient:
                     self.counts["connects"] += 1
                     self.inflight.clear()
                     log.info("connected to the IM bridge")
+                    self._arrived.clear()
                     sender = asyncio.create_task(self._sender())
+                    storer = asyncio.create_task(self._storer(ws))
                     try:
                         async for raw in ws:
-                            await self._on_frame(raw)
+                            self._on_frame(raw)
                     finally:
                         sender.cancel()
+                        storer.cancel()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -96,28 +101,40 @@ class BridgeClient:
         if len(rows) == 200:
             self._flush.set()
 
-    async def _on_frame(self, raw: str | bytes) -> None:
+    def _on_frame(self, raw: str | bytes) -> None:
         try:
             frame = inbound_frame.validate_json(raw)
         except ValidationError as exc:
             log.warning("ignored a malformed bridge frame: %s", str(exc).splitlines()[0])
             return
-        if isinstance(frame, MessageFrame):
-            item, created = await self._db(messages.store_inbound, frame, time.time())
-            await self.ws.send(AckFrame(msg_id=frame.msg_id).model_dump_json())
-            if created:
-                self.counts["received"] += 1
-                self.post(("route", item))
-            else:
-                self.counts["duplicates"] += 1
-        elif isinstance(frame, SentFrame | SendFailedFrame):
-            ok = isinstance(frame, SentFrame)
-            error = None if ok else (frame.error or "send failed")
-            row = await self._db(outbox.mark, frame.send_id, "delivered" if ok else "failed", time.time(), error)
-            self.inflight.pop(frame.send_id, None)
-            if row is not None:
-                self.counts["settled"] += 1
-                self.post(("settled", row.ref))
+        self._arrived.append(frame)
+        self._work.set()
+
+    async def _storer(self, ws: Any) -> None:
+        """Group commit: every frame that arrived while the last batch was stored goes in the next one."""
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            batch, self._arrived = self._arrived, []
+            inbound = [f for f in batch if isinstance(f, MessageFrame)]
+            answers = [(f.send_id, "delivered" if isinstance(f, SentFrame) else "failed",
+                        None if isinstance(f, SentFrame) else (f.error or "send failed"))
+                       for f in batch if isinstance(f, SentFrame | SendFailedFrame)]
+            if inbound:
+                stored = await self._db(messages.store_inbound, inbound, time.time())
+                # Acknowledged only now that the messages are on disk.
+                for frame in inbound:
+                    await ws.send(AckFrame(msg_id=frame.msg_id).model_dump_json())
+                for item, created in stored:
+                    self.counts["received" if created else "duplicates"] += 1
+                    if created:
+                        self.post(("route", item))
+            if answers:
+                for row in await self._db(outbox.settle_many, answers, time.time()):
+                    self.counts["settled"] += 1
+                    self.post(("settled", row.ref))
+                for key, _, _ in answers:
+                    self.inflight.pop(key, None)
 
     def detail(self) -> dict[str, Any]:
         """Figures for the health report."""

@@ -6,30 +6,35 @@ import json
 import time
 from typing import Any
 
-from persistence.db import atomic
+from persistence.db import atomic, database_proxy
 from persistence.models import Conversation, CustomerEvent, InboundMessage
 from protocol.im import MessageFrame, MessageKind
 from protocol.messages import EventItem, InboundItem
 
 
-def store_inbound(frame: MessageFrame, now: float) -> tuple[InboundItem, bool]:
-    """Store a bridge frame once; the item to route, and whether it was new."""
+def store_inbound(frames: list[MessageFrame], now: float) -> list[tuple[InboundItem, bool]]:
+    """Store bridge frames once each, in one transaction; per frame, the item to route and whether it was new."""
+    out: list[tuple[InboundItem, bool]] = []
     with atomic():
-        row = InboundMessage.get_or_none(InboundMessage.msg_id == frame.msg_id)
-        created = row is None
-        if created:
-            row = InboundMessage.create(
-                msg_id=frame.msg_id,
-                customer_id=frame.customer.id,
-                customer_name=frame.customer.name,
-                acc_id=frame.acc_id,
-                acc_type=frame.acc_type,
-                kind=frame.kind.value,
-                content=json.dumps(frame.content, ensure_ascii=False),
-                ts=frame.ts,
-                received_at=now,
-            )
-    return inbound_item(row), created
+        ids = list({f.msg_id for f in frames})
+        known = {r.msg_id: r for r in InboundMessage.select().where(InboundMessage.msg_id.in_(ids))}
+        for frame in frames:
+            row = known.get(frame.msg_id)
+            created = row is None
+            if row is None:
+                row = known[frame.msg_id] = InboundMessage.create(
+                    msg_id=frame.msg_id,
+                    customer_id=frame.customer.id,
+                    customer_name=frame.customer.name,
+                    acc_id=frame.acc_id,
+                    acc_type=frame.acc_type,
+                    kind=frame.kind.value,
+                    content=json.dumps(frame.content, ensure_ascii=False),
+                    ts=frame.ts,
+                    received_at=now,
+                )
+            out.append((inbound_item(row), created))
+    return out
 
 
 def inbound_item(row: InboundMessage) -> InboundItem:
@@ -141,6 +146,16 @@ def consume_event(event_id: int) -> bool:
         CustomerEvent.update(consumed=True, consumed_at=time.time())
         .where((CustomerEvent.id == event_id) & (CustomerEvent.consumed == False))  # noqa: E712
         .execute()
+    )
+
+
+def consume_events(seen: list[tuple[int, float]]) -> None:
+    """Mark events consumed in bulk, each with the time it was matched (events that matched nothing)."""
+    cursor = database_proxy.obj.cursor()
+    param = database_proxy.obj.param
+    cursor.executemany(
+        f"UPDATE customerevent SET consumed = {param}, consumed_at = {param} WHERE id = {param} AND NOT consumed",
+        [(True, at, event_id) for event_id, at in seen],
     )
 
 

@@ -45,6 +45,17 @@ def mark(key: str, status: str, now: float, error: str | None = None, only_from:
         return Outbox.get_or_none(Outbox.key == key) if changed else None
 
 
+def settle_many(results: list[tuple[str, str, str | None]], now: float) -> list[Outbox]:
+    """Settle (key, status, error) answers in one transaction; the rows that were still pending."""
+    settled = []
+    with atomic():
+        for key, status, error in results:
+            row = mark(key, status, now, error)
+            if row is not None:
+                settled.append(row)
+    return settled
+
+
 def for_ref(kind: str, ref: str) -> list[Outbox]:
     """Every row of a kind for one task or conversation, in order."""
     return list(Outbox.select().where((Outbox.kind == kind) & (Outbox.ref == ref)).order_by(Outbox.id))

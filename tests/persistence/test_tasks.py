@@ -537,6 +537,11 @@ class TestTimers:
 # IM messages and customer events
 
 
+def store_one(f: MessageFrame, at: float) -> tuple[Any, bool]:
+    """Store one frame as the gateway stores a batch."""
+    return messages.store_inbound([f], at)[0]
+
+
 def frame(msg_id: str, kind: str, content: Any, customer: str = "c1", name: str = "小明") -> MessageFrame:
     return MessageFrame.model_validate(
         {
@@ -556,15 +561,15 @@ class TestMessages:
     """Inbound messages stored once, handled once, turned into scheduler events."""
 
     def test_store_inbound_dedupes_by_msg_id(self) -> None:
-        item, created = messages.store_inbound(frame("m-1", "text", "你好"), T0)
-        again, created_again = messages.store_inbound(frame("m-1", "text", "你好(re-sent)"), T0 + 5)
+        item, created = store_one(frame("m-1", "text", "你好"), T0)
+        again, created_again = store_one(frame("m-1", "text", "你好(re-sent)"), T0 + 5)
         assert (created, created_again) == (True, False)
         assert again == item
         assert again.content == "你好"
         assert InboundMessage.select().count() == 1
 
     def test_stored_item_keeps_what_the_bridge_sent(self) -> None:
-        item, _ = messages.store_inbound(frame("m-1", "order", {"order_id": "O-9", "amount": 15}), T0)
+        item, _ = store_one(frame("m-1", "order", {"order_id": "O-9", "amount": 15}), T0)
         assert item.msg_id == "m-1" and item.customer_id == "c1" and item.customer_name == "小明"
         assert (item.acc_id, item.acc_type, item.kind.value) == ("shop_001", "AliWorkbench", "order")
         assert item.content == {"order_id": "O-9", "amount": 15}
@@ -579,7 +584,7 @@ class TestMessages:
             frame("m-4", "payment", {"order_id": "O-1", "amount": 15}),
             frame("m-5", "text", "好的"),
         ]
-        return [messages.store_inbound(f, T0)[0] for f in frames]
+        return [store_one(f, T0)[0] for f in frames]
 
     def test_handle_emits_text_order_and_payment_events(self, stored: list[Any]) -> None:
         events = messages.handle_customer_messages("c1", stored, T0 + 1)
@@ -625,17 +630,17 @@ class TestMessages:
 
     def test_image_and_staff_messages_emit_no_event(self) -> None:
         items = [
-            messages.store_inbound(frame("m-1", "image", "https://img.example/2.jpg"), T0)[0],
-            messages.store_inbound(frame("m-2", "staff", "我是客服,马上处理"), T0)[0],
+            store_one(frame("m-1", "image", "https://img.example/2.jpg"), T0)[0],
+            store_one(frame("m-2", "staff", "我是客服,马上处理"), T0)[0],
         ]
         assert messages.handle_customer_messages("c1", items, T0 + 1) == []
         assert messages.unconsumed_events() == []
         assert messages.unhandled() == []
 
     def test_unhandled_lists_stored_messages_oldest_first(self) -> None:
-        messages.store_inbound(frame("m-1", "text", "a", customer="c1"), T0)
-        messages.store_inbound(frame("m-2", "text", "b", customer="c2"), T0 + 10)
-        messages.store_inbound(frame("m-3", "text", "c", customer="c1"), T0 + 20)
+        store_one(frame("m-1", "text", "a", customer="c1"), T0)
+        store_one(frame("m-2", "text", "b", customer="c2"), T0 + 10)
+        store_one(frame("m-3", "text", "c", customer="c1"), T0 + 20)
         assert [i.msg_id for i in messages.unhandled()] == ["m-1", "m-2", "m-3"]
         assert [i.msg_id for i in messages.unhandled(customer_id="c1")] == ["m-1", "m-3"]
         assert [i.msg_id for i in messages.unhandled(older_than=T0 + 10)] == ["m-1", "m-2"]
@@ -672,7 +677,7 @@ class TestDurability:
         with atomic():
             timers.arm("scheduler", "task:T1:timeout", T0 + 86_400)
         outbox.add("tw:T1:msg", "im_send", "T1", {"send_id": "tw:T1:msg"}, T0)
-        messages.store_inbound(frame("m-1", "text", "好的"), T0)
+        store_one(frame("m-1", "text", "好的"), T0)
         before = tasks.get("T1", TZ)
         close_database()
 
