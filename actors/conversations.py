@@ -14,6 +14,7 @@ from persistence import messages
 from protocol.messages import Configure, ConversationStarted, CustomerMessages, InboundItem, RouteMessages
 
 SWEEP_GRACE_S = 2.0  # a stored message unhandled for this long is routed again
+STUCK_SWEEPS = 3  # sweeps after which an actor that leaves its messages unhandled is replaced
 
 
 class Conversations(ServiceActor):
@@ -24,7 +25,9 @@ class Conversations(ServiceActor):
     def on_configure(self) -> None:
         assert self.settings is not None
         self.live: OrderedDict[str, ActorAddress] = OrderedDict()  # LRU order: oldest first
-        self.owner: dict[str, str] = {}  # str(address) → customer; addresses are not hashable
+        # Passivated actors until their exit is seen. Addresses are compared with ==, never by str():
+        # the address createActor returns is a local placeholder that only == resolves to the real one.
+        self.leaving: list[tuple[ActorAddress, str]] = []
         self.pids: dict[str, int] = {}
         self.last_active: dict[str, float] = {}
         self.counts = {"activated": 0, "passivated": 0, "died": 0}
@@ -68,7 +71,6 @@ class Conversations(ServiceActor):
         if address is None:
             address = self.createActor(ConversationActor)
             self.live[customer_id] = address
-            self.owner[str(address)] = customer_id
             self.counts["activated"] += 1
             self.activating[customer_id] = time.monotonic()
             self.send(address, self._configure_msg(customer_id))
@@ -86,17 +88,23 @@ class Conversations(ServiceActor):
         self.activating.pop(customer_id, None)
         if address is not None:
             self.counts["passivated"] += 1
+            self.leaving.append((address, customer_id))
             self.send(address, ActorExitRequest())
 
     def _child_exited(self, address: ActorAddress) -> None:
-        customer_id = self.owner.pop(str(address), None)
-        if customer_id is None:
-            return  # a repeat notice
-        if self.live.get(customer_id) == address:
-            # It died rather than being passivated.
+        customer_id = next((c for c, a in self.live.items() if a == address), None)
+        if customer_id is not None:  # it died rather than being passivated
             self.counts["died"] += 1
             del self.live[customer_id]
             self.pids.pop(customer_id, None)
+            self.last_active.pop(customer_id, None)
+            self.activating.pop(customer_id, None)
+        else:
+            leaving = next((entry for entry in self.leaving if entry[0] == address), None)
+            if leaving is None:
+                return  # a repeat notice
+            self.leaving.remove(leaving)
+            customer_id = leaving[1]
         # Whatever it had not handled yet goes to a fresh actor.
         self._route(messages.unhandled(customer_id=customer_id))
 
@@ -107,7 +115,15 @@ class Conversations(ServiceActor):
         idle_before = time.monotonic() - self.settings.CONVERSATION_IDLE_S
         for customer_id in [c for c, at in self.last_active.items() if at < idle_before]:
             self._passivate(customer_id)
-        self._route(messages.unhandled(older_than=now() - SWEEP_GRACE_S))
+        pending = messages.unhandled(older_than=now() - SWEEP_GRACE_S)
+        # A message still unhandled after several sweeps means its actor is not answering (it may
+        # be gone without an exit notice): replace that actor rather than keep writing to it.
+        stuck_before = now() - STUCK_SWEEPS * self.settings.SWEEP_INTERVAL_S - SWEEP_GRACE_S
+        for customer_id in {i.customer_id for i in pending if i.received_at <= stuck_before}:
+            if customer_id in self.live:
+                self.log.warning("conversation %s is not handling its messages: replacing its actor", customer_id)
+                self._passivate(customer_id)
+        self._route(pending)
 
     def detail(self) -> dict[str, Any]:
         actors = [

@@ -33,7 +33,8 @@ CHILDREN: dict[str, type[ServiceActor]] = {
     "ingress": Ingress,
 }
 RESTART_WINDOW_S = 60.0
-RESTART_INTENSITY = 20  # restarts of one child within the window before Root gives up
+RESTART_INTENSITY = 10  # early deaths of one child within the window before Root gives up
+EARLY_DEATH_S = 1.0  # a child that dies sooner than this after its start is crash-looping
 HEALTH_WAIT_S = 1.0
 LAUNCHER_CHECK_S = 1.0
 
@@ -46,7 +47,8 @@ class Child:
     address: ActorAddress | None = None
     state: str = "starting"
     restarts: int = 0
-    deaths: list[float] = field(default_factory=list)
+    deaths: list[float] = field(default_factory=list)  # times of early deaths, within the window
+    started: float = 0.0
     last_pong: Pong | None = None
 
 
@@ -95,6 +97,7 @@ class Root(ServiceActor):
         child = self.children[name]
         child.address = self.createActor(CHILDREN[name])
         child.state = "running"
+        child.started = time.monotonic()
 
     def _book(self) -> AddressBook:
         addrs = {n: c.address for n, c in self.children.items()}
@@ -119,17 +122,21 @@ class Root(ServiceActor):
         child = next((c for c in self.children.values() if c.address == address), None)
         if child is None or self.stopping:
             return  # a repeat notice of a death already handled
-        now = time.time()
+        now = time.monotonic()
         child.address = None
         child.state = "restarting"
-        child.deaths = [t for t in child.deaths if now - t < RESTART_WINDOW_S] + [now]
-        self.log.warning("%s died; restart %d in the last minute", child.name, len(child.deaths))
+        # A child killed after it had been serving is restarted at once, however often that
+        # happens; only deaths right after a start (a crash loop) back off and count toward giving up.
+        early = now - child.started < EARLY_DEATH_S
+        child.deaths = [t for t in child.deaths if now - t < RESTART_WINDOW_S] + ([now] if early else [])
+        self.log.warning("%s died (%s); %d early deaths in the last minute", child.name,
+                         "right after its start" if early else "while serving", len(child.deaths))
         if len(child.deaths) > RESTART_INTENSITY:
-            self.log.error("%s died %d times in %ds: Root stops so the launcher restarts everything",
-                           child.name, len(child.deaths), RESTART_WINDOW_S)
+            self.log.error("%s died %d times right after starting within %ds: Root stops so the launcher "
+                           "restarts everything", child.name, len(child.deaths), RESTART_WINDOW_S)
             self.send(self.myAddress, ActorExitRequest())
             return
-        delay = 0.0 if len(child.deaths) <= 3 else min(0.1 * 2 ** (len(child.deaths) - 4), 5.0)
+        delay = min(0.1 * 2 ** (len(child.deaths) - 1), 5.0) if early else 0.0
         if delay == 0:
             self._restart(child.name)
         else:

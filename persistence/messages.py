@@ -49,6 +49,7 @@ def inbound_item(row: InboundMessage) -> InboundItem:
         kind=MessageKind(row.kind),
         content=json.loads(row.content),
         ts=row.ts,
+        received_at=row.received_at,
     )
 
 

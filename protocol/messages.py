@@ -103,6 +103,7 @@ class InboundItem(BaseModel):
     kind: MessageKind
     content: Any = Field(description="text, URL or {order_id, amount}")
     ts: str = ""
+    received_at: float = Field(default=0.0, description="when the gateway stored it (epoch)")
 
 
 class RouteMessages(_Msg):

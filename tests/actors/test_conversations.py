@@ -41,3 +41,21 @@ def test_live_actors_are_capped_idle_ones_passivated_and_nothing_is_lost(shop: L
     assert live == []
     # Passivated actors' processes are gone: admin, logger, root and its four children remain.
     wait_for(lambda: len(process_group_alive(next(iter(shop.pgids)))) == 7, 10, what="only 7 processes left")
+
+
+def test_a_killed_conversation_actor_is_replaced_and_its_customer_still_answered(shop: Launcher) -> None:
+    import os
+    import signal
+
+    shop.customer_says("victim", "text", "第一条")
+    def victim_pid() -> int | None:
+        return next((a["pid"] for a in shop.wait_healthy()["data"]["actors"] if a["name"] == "conversation:victim"),
+                    None)
+
+    pid = wait_for(victim_pid, 10, what="the victim's conversation actor")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: _router(shop)["died"] == 1, 10, what="the router to see the death")
+    shop.customer_says("victim", "text", "第二条")
+    wait_for(lambda: shop.query("SELECT messages FROM conversation WHERE customer_id = 'victim'") == [(2,)], 10,
+             what="the second message handled by a fresh actor")
+    assert wait_for(victim_pid, 10, what="a fresh actor") != pid
