@@ -22,8 +22,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+BENCHES := ingress gateway conversations recovery
+
 bench: $(STAMP)
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; echo; done
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -204,12 +204,13 @@ def kill_system(system: RunningSystem, graceful: bool) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(system.pgid, signal.SIGKILL)
     deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and _group_alive(system.pgid):
+    while time.monotonic() < deadline and group_members(system.pgid):
         time.sleep(0.02)
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether any process of the group still runs (zombies awaiting their parent do not count)."""
+def group_members(pgid: int) -> list[int]:
+    """Pids of the group's processes still running (zombies awaiting their parent do not count)."""
+    pids = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -219,8 +220,8 @@ def _group_alive(pgid: int) -> bool:
         except OSError:
             continue
         if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+            pids.append(int(entry.name))
+    return pids
 
 
 def healthy(system: RunningSystem, nonce: int) -> bool:

@@ -131,15 +131,20 @@ async def parse_body(request: web.Request, model: type[BaseModel]) -> Any:
         raise ApiError(413, f"request body of {request.content_length} bytes is over the {MAX_BODY}-byte limit")
     raw = await request.read()
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, f"body must be a JSON object, got {type(data).__name__}")
-    try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw)  # parses and validates in one pass
     except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise ApiError(400, f"malformed JSON: {exc.errors()[0]['msg']}") from None
+        if any(e["type"] == "model_type" and not e["loc"] for e in exc.errors()):
+            raise ApiError(400, f"body must be a JSON object, got {_json_type(raw)}") from None
         raise ApiError(400, describe_validation(exc)) from None
+
+
+def _json_type(raw: bytes) -> str:
+    try:
+        return type(json.loads(raw)).__name__
+    except ValueError:
+        return "something else"
 
 
 @web.middleware

@@ -34,7 +34,7 @@ CHILDREN: dict[str, type[ServiceActor]] = {
 }
 RESTART_WINDOW_S = 60.0
 RESTART_INTENSITY = 10  # early deaths of one child within the window before Root gives up
-EARLY_DEATH_S = 1.0  # a child that dies sooner than this after its start is crash-looping
+EARLY_DEATH_S = 0.5  # a child that dies sooner than this after its start is crash-looping
 HEALTH_WAIT_S = 1.0
 LAUNCHER_CHECK_S = 1.0
 

@@ -91,6 +91,7 @@ def kill_rounds(shop: Launcher, rounds: int) -> dict[str, list[float]]:
             probe = served(shop, kind, next(n)) if kind != "ingress" else (lambda: _answers(shop))
             _until(probe, what=f"{kind} (kill {len(times[kind]) + 1})")
             times[kind].append(time.monotonic() - killed)
+            time.sleep(0.25)  # light load between crashes; a victim serves a while before its next death
     return times
 
 

@@ -30,9 +30,11 @@ class TaskFinished(Exception):
 
 
 def body_hash(task: TaskIn) -> str:
-    """Hash of the validated body, defaults filled in, so equal requests hash equal."""
-    canonical = json.dumps(task.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """Hash of the validated body, defaults filled in, so equal requests hash equal.
+
+    TaskIn holds only models and scalars, so its JSON has one fixed field order.
+    """
+    return hashlib.sha256(task.model_dump_json().encode()).hexdigest()
 
 
 @dataclass

@@ -23,6 +23,8 @@ from typing import Any
 
 from aiohttp import web
 
+from launcher import group_members as process_group_alive
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -64,22 +66,6 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.05, what: str =
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
-def process_group_alive(pgid: int) -> list[int]:
-    """Pids of non-zombie processes in the group."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
 
 
 @dataclass
