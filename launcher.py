@@ -258,7 +258,7 @@ def main() -> int:
         import actors.root  # noqa: F401  (loaded before the fork, so every actor shares these pages)
         from actors.runtime import tune_thespian
 
-        tune_thespian()
+        tune_thespian(settings.THESPIAN_IDLE_SOCKET_MS)
 
         gc.freeze()  # forked actors share the launcher's heap pages instead of copying them
         system = start_system(settings, log_defs)

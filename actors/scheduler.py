@@ -79,8 +79,7 @@ class Scheduler(ServiceActor):
     # -- loading and indexing -------------------------------------------------------------
     def _load_all(self) -> None:
         open_states = [TaskStatus.PENDING.value, TaskStatus.WAITING.value, TaskStatus.RUNNING.value]
-        self._adopt_many(list(Task.select().where(Task.status.in_(open_states)).order_by(Task.created_at)
-                              .namedtuples()))
+        self._adopt_many(tasks.task_rows(Task.select().where(Task.status.in_(open_states)).order_by(Task.created_at)))
         self._match(messages.unconsumed_events())
         self._after_change()
 
@@ -163,7 +162,7 @@ class Scheduler(ServiceActor):
         self._after_change()
 
     def _reload(self, task_ids: list[str]) -> None:
-        rows = list(Task.select().where(Task.task_id.in_(task_ids)).namedtuples())
+        rows = tasks.task_rows(Task.select().where(Task.task_id.in_(task_ids)))
         for row in rows:
             if TaskStatus(row.status) in FINISHED_STATUSES:
                 self._unindex(row.task_id)
@@ -359,8 +358,8 @@ class Scheduler(ServiceActor):
     def _adopt_pending(self) -> None:
         if not Task.select().where(Task.status == TaskStatus.PENDING.value).exists():
             return
-        self._register_many(list(Task.select().where(Task.status == TaskStatus.PENDING.value)
-                                 .order_by(Task.created_at).namedtuples()))
+        self._register_many(tasks.task_rows(Task.select().where(Task.status == TaskStatus.PENDING.value)
+                                            .order_by(Task.created_at)))
 
     def _sweep(self) -> None:
         """Re-drive whatever a lost message left behind."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import namedtuple
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,13 @@ from persistence import outbox, timers
 from persistence.db import atomic, bulk_insert
 from persistence.models import Outbox, Task, TaskTransition
 from protocol.tianwang import FINISHED_STATUSES, PRIORITY_RANK, TaskIn, TaskStatus
+
+TaskRow = namedtuple("TaskRow", [f.name for f in Task._meta.sorted_fields])  # type: ignore[misc]
+
+
+def task_rows(query: peewee.ModelSelect) -> list[Any]:
+    """Rows of a full Task select as one fixed named-tuple type (peewee's namedtuples() builds a class per query)."""
+    return [TaskRow(*values) for values in query.tuples()]
 
 
 class TaskConflict(Exception):
@@ -139,7 +147,7 @@ def transition_many(task_ids: list[str], target: TaskStatus, reasons: str | dict
     allowed = sources_of(target)
     moving: list[Any] = []
     for ids in _chunks(list(dict.fromkeys(task_ids))):
-        for row in Task.select(Task.task_id, Task.status, Task.transitions).where(Task.task_id.in_(ids)).namedtuples():
+        for row in task_rows(Task.select().where(Task.task_id.in_(ids))):
             current = TaskStatus(row.status)
             if current in allowed:
                 moving.append(row)

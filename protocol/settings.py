@@ -51,6 +51,7 @@ class Settings(BaseSettings):
 
     # Operational knobs beyond SPEC §6, named in the README.
     THESPIAN_ADMIN_PORT: int = Field(default=0, ge=0, le=65535, description="actor system admin port; 0 = any free")
+    THESPIAN_IDLE_SOCKET_MS: int = Field(default=20, ge=1, description="idle actor connections close after this")
     IM_SIMULATOR_WS_PORT: int = Field(default=6070, ge=0, le=65535)
     IM_SIMULATOR_HTTP_PORT: int = Field(default=6071, ge=0, le=65535)
     TASK_RETRY_BASE_S: float = Field(default=5.0, gt=0, description="first retry delay of a failed action")
