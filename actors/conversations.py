@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import OrderedDict, deque
 from typing import Any
@@ -69,6 +70,7 @@ class Conversations(ServiceActor):
         assert self.settings is not None
         address = self.live.get(customer_id)
         if address is None:
+            gc.freeze()  # the child shares what the router holds now instead of copying it on its first GC
             address = self.createActor(ConversationActor)
             self.live[customer_id] = address
             self.counts["activated"] += 1

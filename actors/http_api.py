@@ -229,6 +229,15 @@ async def status(request: web.Request) -> web.Response:
     return envelope(200, "ok", data)
 
 
+async def conversation(request: web.Request) -> web.Response:
+    """GET /api/conversation/{customer_id}: profile basics and the latest messages."""
+    customer_id = request.match_info["customer_id"]
+    data = await request.app[STATE].read(messages.conversation_view, customer_id)
+    if data is None:
+        raise ApiError(404, f"no conversation with customer {customer_id}")
+    return envelope(200, "ok", data)
+
+
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None:
@@ -288,6 +297,7 @@ def make_app(state: ApiState) -> web.Application:
     app.router.add_get("/api/task/stats", stats)
     app.router.add_get("/api/health", health)
     app.router.add_post("/api/event", event)
+    app.router.add_get("/api/conversation/{customer_id}", conversation)
     return app
 
 

@@ -23,7 +23,7 @@ from core.tianwang import (
 from integrations.tianwang_callback import CallbackDeliverer
 from persistence import messages, outbox, tasks, timers
 from persistence.db import atomic
-from persistence.models import Conversation, Outbox, Task
+from persistence.models import Conversation, Task
 from protocol.messages import CustomerEvents, EventItem, SendNudge, SendOutcome, TasksChanged
 from protocol.tianwang import FINISHED_STATUSES, Action, TaskStatus, Trigger, TriggerType
 
@@ -274,9 +274,7 @@ class Scheduler(ServiceActor):
             if task_id not in rows or rows[task_id].status != TaskStatus.RUNNING.value:
                 self.running.discard(task_id)
         live = [i for i in task_ids if i in rows and rows[i].status == TaskStatus.RUNNING.value]
-        sends: dict[str, list[Any]] = {}
-        for s in Outbox.select().where((Outbox.kind == "im_send") & Outbox.ref.in_(live)).order_by(Outbox.id):
-            sends.setdefault(s.ref, []).append(s)
+        sends = outbox.by_ref("im_send", live)
         done = [i for i in live if {s.status for s in sends.get(i, [])} <= {"delivered"}]
         refused = [i for i in live if i not in done and "failed" in {s.status for s in sends.get(i, [])}
                    and "pending" not in {s.status for s in sends.get(i, [])}]

@@ -160,13 +160,17 @@ def consume_events(seen: list[tuple[int, float]]) -> None:
     )
 
 
-def conversation_view(customer_id: str) -> dict[str, Any] | None:
-    """A conversation's profile basics."""
+def conversation_view(customer_id: str, history: int = 50) -> dict[str, Any] | None:
+    """A conversation's profile basics and its latest messages, newest last."""
     conv = Conversation.get_or_none(Conversation.customer_id == customer_id)
     if conv is None:
         return None
+    recent = (InboundMessage.select().where(InboundMessage.customer_id == customer_id)
+              .order_by(InboundMessage.id.desc()).limit(history))
     return {
         "customer_id": conv.customer_id, "name": conv.name, "acc_id": conv.acc_id, "acc_type": conv.acc_type,
         "messages": conv.messages, "images": conv.images, "orders": conv.orders, "payments": conv.payments,
         "last_image_url": conv.last_image_url, "last_text": conv.last_text,
+        "history": [{"msg_id": m.msg_id, "kind": m.kind, "content": json.loads(m.content), "ts": m.ts,
+                     "handled": m.handled} for m in reversed(list(recent))],
     }

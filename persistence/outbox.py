@@ -56,9 +56,14 @@ def settle_many(results: list[tuple[str, str, str | None]], now: float) -> list[
     return settled
 
 
-def for_ref(kind: str, ref: str) -> list[Outbox]:
-    """Every row of a kind for one task or conversation, in order."""
-    return list(Outbox.select().where((Outbox.kind == kind) & (Outbox.ref == ref)).order_by(Outbox.id))
+def by_ref(kind: str, refs: list[str]) -> dict[str, list[Outbox]]:
+    """Every row of a kind for these tasks or conversations, grouped by ref, in order."""
+    grouped: dict[str, list[Outbox]] = {}
+    for i in range(0, len(refs), 500):
+        chunk = refs[i:i + 500]
+        for row in Outbox.select().where((Outbox.kind == kind) & Outbox.ref.in_(chunk)).order_by(Outbox.id):
+            grouped.setdefault(row.ref, []).append(row)
+    return grouped
 
 
 def requeue_failed(kind: str, ref: str, now: float) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 import peewee
 
-from core.tianwang import TIMER_KINDS, IllegalTransition, epoch_to_iso, fire_at, sources_of, timeout_at, timer_key
+from core.tianwang import TIMER_KINDS, check_transition, epoch_to_iso, fire_at, sources_of, timeout_at, timer_key
 from persistence import outbox, timers
 from persistence.db import atomic, bulk_insert
 from persistence.models import Outbox, Task, TaskTransition
@@ -153,7 +153,7 @@ def transition_many(task_ids: list[str], target: TaskStatus, reasons: str | dict
                 moving.append(row)
             elif current not in FINISHED_STATUSES and current != target:
                 reason = reasons if isinstance(reasons, str) else reasons.get(row.task_id, "")
-                raise IllegalTransition(row.task_id, current, target, event or reason)
+                check_transition(row.task_id, current, target, event or reason)  # raises IllegalTransition
     if not moving:
         return []
     updates: dict[Any, Any] = {Task.status: target.value, Task.updated_at: now, Task.transitions: Task.transitions + 1}

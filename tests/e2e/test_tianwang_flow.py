@@ -53,6 +53,10 @@ def test_reply_then_file_is_sent_and_callbacks_arrive_in_order(shop: Launcher, c
     assert [h["to"] for h in task["history"]] == ["pending", "waiting", "running", "completed"]
     wait_for(lambda: callbacks.statuses("TASK_20260226_001") == ["pending", "waiting", "running", "completed"],
              10, what="four callbacks in order")
+    status, conv = http("GET", f"{shop.api}/api/conversation/customer_123")
+    assert status == 200 and conv["data"]["name"] == "小明" and conv["data"]["messages"] == 1
+    assert [m["content"] for m in conv["data"]["history"]] == ["好的,发我吧"]
+    assert http("GET", f"{shop.api}/api/conversation/nobody")[0] == 404
     mine = [r for r in callbacks.received if r["body"]["task_id"] == "TASK_20260226_001"]
     assert all(r["signature_valid"] for r in mine)
     assert set(mine[0]["body"]) == {"task_id", "status", "error", "timestamp"}
