@@ -200,7 +200,10 @@ def kill_system(system: RunningSystem, graceful: bool) -> None:
             done.set()
 
         threading.Thread(target=_shutdown, daemon=True).start()
-        done.wait(SHUTDOWN_GRACE_S)
+        # shutdown() can linger after every actor has gone: the empty process group is the signal.
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        while not done.wait(0.05) and time.monotonic() < deadline and group_members(system.pgid):
+            pass
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(system.pgid, signal.SIGKILL)
     deadline = time.monotonic() + 3
