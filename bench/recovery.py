@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from http.client import HTTPException
 from itertools import count
 
 from bench.common import header, launcher, parser, percentile
@@ -35,7 +36,7 @@ class LightLoad:
             try:
                 self.shop.post_task(task_body(f"L{i}", f"load{i % 20}", {"type": "customer_payment"}))
                 self.shop.customer_says(f"load{i % 20}", "text", f"在吗 {i}")
-            except (OSError, AssertionError):
+            except (OSError, HTTPException, AssertionError):
                 pass
 
 
@@ -75,7 +76,7 @@ def served(shop: Launcher, kind: str, n: int) -> Callable[[], bool]:
 def _answers(shop: Launcher) -> bool:
     try:
         return http("GET", f"{shop.api}/api/task/stats", timeout=1)[0] == 200
-    except OSError:
+    except (OSError, HTTPException):
         return False
 
 
@@ -114,7 +115,7 @@ def cold_start(tasks: int) -> tuple[float, float]:
 def _scheduler_waiting(shop: Launcher) -> int:
     try:
         actors = shop.health()["data"]["actors"]
-    except (KeyError, TypeError, OSError):
+    except (KeyError, TypeError, OSError, HTTPException):
         return 0
     return next((a["detail"].get("waiting", 0) for a in actors if a["name"] == "scheduler"), 0)
 

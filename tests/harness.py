@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.05, what: str =
     while time.monotonic() < deadline:
         try:
             last = predicate()
-        except (OSError, urllib.error.URLError) as exc:
+        except (OSError, HTTPException) as exc:  # a server killed mid-answer
             last = exc
         else:
             if last:

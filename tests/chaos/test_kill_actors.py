@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from http.client import HTTPException
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ class Load:
             while not self.stop.is_set():  # Tianwang re-posts until it gets an answer; receive is idempotent
                 try:
                     status, _ = self.shop.post_task(body)
-                except OSError as exc:
+                except (OSError, HTTPException) as exc:
                     self.errors[type(exc).__name__] += 1
                     time.sleep(0.05)
                     continue
@@ -64,7 +65,7 @@ class Load:
             i = self.accepted[done]
             try:
                 self.shop.customer_says(f"cc_{i % 25}", "text", f"ok{i}")
-            except (OSError, AssertionError) as exc:
+            except (OSError, HTTPException, AssertionError) as exc:
                 self.errors[f"sim {type(exc).__name__}"] += 1
                 time.sleep(0.05)
                 continue
@@ -85,7 +86,7 @@ class Load:
 def _answers(shop: Launcher) -> bool:
     try:
         return http("GET", f"{shop.api}/api/task/stats", timeout=1)[0] == 200
-    except OSError:
+    except (OSError, HTTPException):
         return False
 
 
