@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from http.client import HTTPException
 
 from bench.common import header, launcher, parser
 from bench.gateway import BridgeThread
@@ -51,7 +52,7 @@ class Sampler:
                 last_health = time.monotonic()
                 try:
                     actors = self.shop.health()["data"]["actors"]
-                except (KeyError, TypeError, OSError):
+                except (KeyError, TypeError, OSError, HTTPException):
                     continue
                 self.router = next((a["detail"] for a in actors if a["name"] == "conversations"), self.router)
                 self.peak_live = max(self.peak_live, self.router.get("live", 0))
