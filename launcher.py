@@ -89,6 +89,21 @@ def check_port_free(host: str, port: int, what: str) -> None:
                               f"port") from None
 
 
+def simulator_ports(settings: Settings) -> Settings:
+    """The simulator's ports: as configured, or any free one where a default port is taken."""
+    update = {}
+    for name, what in (("IM_SIMULATOR_WS_PORT", "IM simulator WebSocket"), ("IM_SIMULATOR_HTTP_PORT",
+                                                                          "IM simulator control")):
+        try:
+            check_port_free("127.0.0.1", getattr(settings, name), what)
+        except LaunchError:
+            if name in settings.model_fields_set:
+                raise  # a port the user chose must be honoured or refused, never silently moved
+            log.warning("%s port %d is taken; the simulator uses a free port instead", what, getattr(settings, name))
+            update[name] = 0
+    return settings.model_copy(update=update) if update else settings
+
+
 def setup_logging(settings: Settings) -> dict:
     """Console + DATA_DIR/logs/shop.log for the launcher; the same as Thespian logDefs for the actors."""
     log_file = str(settings.DATA_DIR / "logs" / "shop.log")
@@ -254,8 +269,7 @@ def main() -> int:
         check_port_free(settings.HTTP_API_HOST, settings.HTTP_API_PORT, "HTTP API")
         sim_control = None
         if not settings.IM_BRIDGE_URL:
-            check_port_free("127.0.0.1", settings.IM_SIMULATOR_WS_PORT, "IM simulator WebSocket")
-            check_port_free("127.0.0.1", settings.IM_SIMULATOR_HTTP_PORT, "IM simulator control")
+            settings = simulator_ports(settings)
             simulator, ws_url, sim_control = start_simulator(settings)
             settings = settings.model_copy(update={"IM_BRIDGE_URL": ws_url})
         import actors.root  # noqa: F401  (loaded before the fork, so every actor shares these pages)
