@@ -15,6 +15,7 @@ from actors.conversations import Conversations
 from actors.gateway import Gateway
 from actors.ingress import Ingress
 from actors.scheduler import Scheduler
+from core.supervision import RESTART_WINDOW_S, on_death
 from protocol.messages import (
     ActorHealth,
     AddressBook,
@@ -32,9 +33,6 @@ CHILDREN: dict[str, type[ServiceActor]] = {
     "conversations": Conversations,
     "ingress": Ingress,
 }
-RESTART_WINDOW_S = 60.0
-RESTART_INTENSITY = 10  # early deaths of one child within the window before Root gives up
-EARLY_DEATH_S = 0.5  # a child that dies sooner than this after its start is crash-looping
 HEALTH_WAIT_S = 1.0
 LAUNCHER_CHECK_S = 1.0
 
@@ -47,7 +45,7 @@ class Child:
     address: ActorAddress | None = None
     state: str = "starting"
     restarts: int = 0
-    deaths: list[float] = field(default_factory=list)  # times of early deaths, within the window
+    deaths: tuple[float, ...] = ()  # times of early deaths, within the window
     started: float = 0.0
     last_pong: Pong | None = None
 
@@ -122,25 +120,20 @@ class Root(ServiceActor):
         child = next((c for c in self.children.values() if c.address == address), None)
         if child is None or self.stopping:
             return  # a repeat notice of a death already handled
-        now = time.monotonic()
         child.address = None
         child.state = "restarting"
-        # A child killed after it had been serving is restarted at once, however often that
-        # happens; only deaths right after a start (a crash loop) back off and count toward giving up.
-        early = now - child.started < EARLY_DEATH_S
-        child.deaths = [t for t in child.deaths if now - t < RESTART_WINDOW_S] + ([now] if early else [])
+        verdict = on_death(child.started, child.deaths, time.monotonic())
+        child.deaths = verdict.early_deaths
         self.log.warning("%s died (%s); %d early deaths in the last minute", child.name,
-                         "right after its start" if early else "while serving", len(child.deaths))
-        if len(child.deaths) > RESTART_INTENSITY:
+                         "right after its start" if verdict.early else "while serving", len(child.deaths))
+        if verdict.give_up:
             self.log.error("%s died %d times right after starting within %ds: Root stops so the launcher "
                            "restarts everything", child.name, len(child.deaths), RESTART_WINDOW_S)
             self.send(self.myAddress, ActorExitRequest())
-            return
-        delay = min(0.1 * 2 ** (len(child.deaths) - 1), 5.0) if early else 0.0
-        if delay == 0:
+        elif verdict.delay == 0:
             self._restart(child.name)
         else:
-            self.wakeupAfter(delay, payload=f"restart:{child.name}")
+            self.wakeupAfter(verdict.delay, payload=f"restart:{child.name}")
 
     def _restart(self, name: str) -> None:
         child = self.children[name]

@@ -24,11 +24,11 @@ from integrations.tianwang_callback import CallbackDeliverer
 from persistence import messages, outbox, tasks, timers
 from persistence.db import atomic
 from persistence.models import Conversation, Task
+from persistence.tasks import TaskRow
 from protocol.messages import CustomerEvents, EventItem, SendNudge, SendOutcome, TasksChanged
 from protocol.tianwang import FINISHED_STATUSES, Action, TaskStatus, Trigger, TriggerType
 
 OWNER = "scheduler"
-TaskRow = Any  # a Task row read as a named tuple: the scheduler reads thousands, model objects cost too much
 REGISTER_CHUNK = 200  # tasks armed per transaction: bounds how long the write lock is held
 MAX_RUNNING = 32  # actions in flight at once; the rest wait in the priority queue
 IDLE_CONSUME_S = 0.5  # how long consumed marks of events that matched nothing wait to be written together
