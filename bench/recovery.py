@@ -8,6 +8,7 @@ victim has been serving for a while when it dies, as in a real crash rather than
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -55,9 +56,11 @@ def _pids(shop: Launcher) -> dict[str, int]:
         actors = shop.wait_healthy(60)["data"]["actors"]
         pids = {a["name"]: a["pid"] for a in actors if a["pid"]}
         busy = [a["pid"] for a in actors if a["kind"] == "conversation" and a["pid"]]
-        if busy or time.monotonic() > deadline:
+        if busy:
             pids["conversation"] = busy[-1]  # the most recently used
             return pids
+        if time.monotonic() > deadline:
+            raise SystemExit("no conversation actor reported its pid within 30 s")
         time.sleep(0.02)
 
 
@@ -66,8 +69,17 @@ def served(shop: Launcher, kind: str, n: int) -> Callable[[], bool]:
     if kind == "ingress":
         return lambda: _answers(shop)
     if kind == "scheduler":
-        shop.post_task(task_body(f"R{n}", "probe", {"type": "customer_payment"}))
-        return lambda: shop.query("SELECT status FROM task WHERE task_id = ?", f"R{n}")[0][0] == "waiting"
+        body = task_body(f"R{n}", "probe", {"type": "customer_payment"})
+
+        def armed() -> bool:
+            rows = shop.query("SELECT status FROM task WHERE task_id = ?", f"R{n}")
+            if not rows:  # receive is idempotent: post until it is stored
+                with contextlib.suppress(OSError, HTTPException):
+                    shop.post_task(body)
+                return False
+            return rows[0][0] == "waiting"
+
+        return armed
     customer = "load1" if kind == "conversation" else "probe"
     msg_id = shop.customer_says(customer, "text", f"probe {n}")
     return lambda: bool((shop.query("SELECT handled FROM inboundmessage WHERE msg_id = ?", msg_id) or [(0,)])[0][0])
