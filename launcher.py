@@ -173,7 +173,11 @@ def start_system(settings: Settings, log_defs: dict) -> RunningSystem:
     """Start Thespian on the admin port and Root with every child; wait until Root answers."""
     from thespian.actors import ActorSystem
 
-    admin_port = settings.THESPIAN_ADMIN_PORT or _free_port()
+    ours = {settings.HTTP_API_PORT, settings.IM_SIMULATOR_WS_PORT, settings.IM_SIMULATOR_HTTP_PORT} - {0}
+    if settings.THESPIAN_ADMIN_PORT in ours:
+        raise LaunchError(f"THESPIAN_ADMIN_PORT {settings.THESPIAN_ADMIN_PORT} is also used by the HTTP API or the "
+                          f"simulator; choose another")
+    admin_port = settings.THESPIAN_ADMIN_PORT or _free_port(avoid=ours)
     check_port_free("127.0.0.1", admin_port, "Thespian admin")
     asys = ActorSystem("multiprocTCPBase", {"Admin Port": admin_port},
                        logDefs=log_defs, transientUnique=True)
@@ -185,10 +189,14 @@ def start_system(settings: Settings, log_defs: dict) -> RunningSystem:
     return RunningSystem(asys, root, pong.pgid, admin_pid)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_port(avoid: set[int]) -> int:
+    """A free port that is none of ours (the HTTP API may not be listening yet)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in avoid:
+            return port
 
 
 def _parent_of(pid: int) -> int:

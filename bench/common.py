@@ -45,5 +45,9 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def launcher(env: dict[str, str] | None = None) -> Launcher:
     """A launcher on free ports in a fresh DATA_DIR, started and healthy."""
-    data = Path(tempfile.mkdtemp(prefix="bench-"))
-    return Launcher(data, env or {}).start()
+    shop = Launcher(Path(tempfile.mkdtemp(prefix="bench-")), env or {})
+    try:
+        return shop.start()
+    except BaseException:
+        shop.stop()  # a launcher that did not come up healthy must not outlive the benchmark
+        raise

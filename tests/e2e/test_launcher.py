@@ -144,3 +144,12 @@ def test_the_simulator_moves_off_a_taken_default_port_but_not_off_a_chosen_one(
         assert simulator_ports(Settings(_env_file=None)).IM_SIMULATOR_WS_PORT == 0
         with pytest.raises(LaunchError, match="already in use"):
             simulator_ports(Settings(_env_file=None, IM_SIMULATOR_WS_PORT=default))
+
+
+@pytest.mark.timeout(60)
+def test_refuses_an_admin_port_that_is_also_the_http_port(tmp_path: Path) -> None:
+    launcher = Launcher(tmp_path / "d")
+    result = _run_refused(launcher, THESPIAN_ADMIN_PORT=str(launcher.api_port))
+    assert result.returncode == 2
+    assert "THESPIAN_ADMIN_PORT" in result.stderr and "choose another" in result.stderr
+    assert launcher.leftovers() == []
