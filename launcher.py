@@ -199,17 +199,25 @@ def _free_port(avoid: set[int]) -> int:
             return port
 
 
+def _proc_stat(pid: int | str) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, …); None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def _parent_of(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
+    fields = _proc_stat(pid)
+    if fields is None:
+        raise LaunchError(f"process {pid} vanished while the system was starting")
+    return int(fields[1])
 
 
 def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    fields = _proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def kill_system(system: RunningSystem, graceful: bool) -> None:
@@ -238,14 +246,8 @@ def group_members(pgid: int) -> list[int]:
     """Pids of the group's processes still running (zombies awaiting their parent do not count)."""
     pids = []
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        fields = _proc_stat(entry.name) if entry.name.isdigit() else None
+        if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
             pids.append(int(entry.name))
     return pids
 

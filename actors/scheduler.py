@@ -314,11 +314,13 @@ class Scheduler(ServiceActor):
             with atomic():
                 messages.consume_events(ids)
             return
-        if name == "events":
+        if name == "events":  # the hot path: match and dispatch, no timer queries
             self.events_armed = False
             events, self.events = self.events, []
             self._match(events)
-        elif name == "sweep":
+            self._after_change()
+            return
+        if name == "sweep":
             self._sweep()
         elif name == "timers":
             self.next_wake = None

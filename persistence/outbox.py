@@ -37,12 +37,16 @@ def pending(kind: str, now: float, limit: int = 200, exclude_keys: frozenset[str
 def mark(key: str, status: str, now: float, error: str | None = None, only_from: str = "pending") -> Outbox | None:
     """Settle a row (delivered / failed) if it is still in only_from; the row, or None if not."""
     with atomic():
-        changed = (
-            Outbox.update(status=status, error=error, updated_at=now, attempts=Outbox.attempts + 1)
-            .where((Outbox.key == key) & (Outbox.status == only_from))
-            .execute()
-        )
-        return Outbox.get_or_none(Outbox.key == key) if changed else None
+        return _mark(key, status, now, error, only_from)
+
+
+def _mark(key: str, status: str, now: float, error: str | None, only_from: str = "pending") -> Outbox | None:
+    changed = (
+        Outbox.update(status=status, error=error, updated_at=now, attempts=Outbox.attempts + 1)
+        .where((Outbox.key == key) & (Outbox.status == only_from))
+        .execute()
+    )
+    return Outbox.get_or_none(Outbox.key == key) if changed else None
 
 
 def settle_many(results: list[tuple[str, str, str | None]], now: float) -> list[Outbox]:
@@ -50,7 +54,7 @@ def settle_many(results: list[tuple[str, str, str | None]], now: float) -> list[
     settled = []
     with atomic():
         for key, status, error in results:
-            row = mark(key, status, now, error)
+            row = _mark(key, status, now, error)
             if row is not None:
                 settled.append(row)
     return settled

@@ -147,7 +147,7 @@ def transition_many(task_ids: list[str], target: TaskStatus, reasons: str | dict
     allowed = sources_of(target)
     moving: list[Any] = []
     for ids in _chunks(list(dict.fromkeys(task_ids))):
-        for row in task_rows(Task.select().where(Task.task_id.in_(ids))):
+        for row in Task.select(Task.task_id, Task.status, Task.transitions).where(Task.task_id.in_(ids)):
             current = TaskStatus(row.status)
             if current in allowed:
                 moving.append(row)
@@ -181,9 +181,11 @@ def transition(task_id: str, target: TaskStatus, reason: str, now: float, tz: st
     Call inside a transaction. Raises TaskNotFound for an unknown id, IllegalTransition when the
     stored state can never reach target.
     """
+    if transition_many([task_id], target, reason, now, tz, callbacks, error, event, **fields):
+        return True
     if not Task.select().where(Task.task_id == task_id).exists():
         raise TaskNotFound(task_id)
-    return bool(transition_many([task_id], target, reason, now, tz, callbacks, error, event, **fields))
+    return False
 
 
 def cancel(task_id: str, reason: str, now: float, tz: str, callbacks: bool) -> dict[str, Any]:
