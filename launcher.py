@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -281,7 +282,9 @@ def main() -> int:
         if not settings.IM_BRIDGE_URL:
             settings = simulator_ports(settings)
             simulator, ws_url, sim_control = start_simulator(settings)
-            settings = settings.model_copy(update={"IM_BRIDGE_URL": ws_url})
+            # The simulator serves the photos a person uploads on its page: the renderer may fetch them.
+            allowed = ",".join(filter(None, [settings.FETCH_ALLOW_HOSTS, urlsplit(sim_control).netloc]))
+            settings = settings.model_copy(update={"IM_BRIDGE_URL": ws_url, "FETCH_ALLOW_HOSTS": allowed})
         import actors.root  # noqa: F401  (loaded before the fork, so every actor shares these pages)
         from actors.runtime import tune_thespian
 
@@ -346,7 +349,13 @@ def _banner(settings: Settings, sim_control: str | None) -> None:
         f"  IM bridge      {settings.IM_BRIDGE_URL}",
     ]
     if sim_control:
-        lines.append(f"  play customer  {sim_control}/  (IM bridge simulator)")
+        lines.append(f"  play customer  {sim_control}/  (IM bridge simulator: send a photo, pay, get the result)")
+    renderer = f"Gemini {settings.GEMINI_IMAGE_MODEL}" if settings.GEMINI_API_KEY else "local renderer"
+    lines.append(f"  image jobs     {'on' if settings.IMAGE_MODULE_ENABLED else 'paused (payments go to staff)'}; "
+                 f"{renderer}, {settings.RENDER_CONCURRENCY} workers; results at {settings.public_base_url}/files/")
+    mail = (f"SMTP {settings.SMTP_HOST}:{settings.SMTP_PORT}" if settings.SMTP_HOST
+            else f"files under {settings.DATA_DIR / 'outbox-mail'}")
+    lines.append(f"  result e-mail  {mail}")
     lines.append(f"  data           {settings.DATA_DIR}")
     lines.append("  on embedded defaults: " + ("; ".join(settings.defaults_in_use()) or "none"))
     lines.append("  stop with Ctrl-C (or SIGTERM)")

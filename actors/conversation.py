@@ -1,42 +1,180 @@
-"""Conversation: one customer's actor; stores each message once and emits events to the Scheduler."""
+"""Conversation: one customer's actor; runs the image-job machine over their messages and executors' outcomes.
+
+Every decision is one transaction (jobs compare-and-set on their version, inputs consumed, effects
+into the outbox), then the executors are nudged. The actor keeps nothing the database does not have:
+after a restart it picks up unprocessed messages and outcomes where they are.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from thespian.actors import ActorAddress, ActorExitRequest
 
 from actors.base import ServiceActor, now
-from persistence import messages
-from protocol.messages import ConversationStarted, CustomerEvents, CustomerMessages
+from core import image_job as jm
+from core.customer_events import JOB_KINDS, job_input
+from persistence import jobs, messages
+from persistence.models import JobEvent
+from protocol.image import Analysis
+from protocol.messages import (
+    ConversationStarted,
+    CustomerEvents,
+    CustomerMessages,
+    JobNotice,
+    SendNudge,
+    WorkNudge,
+)
 
 ORPHAN_CHECK_S = 5.0
+COMMIT_TRIES = 3  # a compare-and-set lost to another writer is decided again from fresh state
+
+
+def job_id_for(customer_id: str, msg_id: str) -> str:
+    """A job's id, derived from the photo that started it: re-deciding the same burst names the same job."""
+    return "J" + hashlib.sha256(f"{customer_id}\0{msg_id}".encode()).hexdigest()[:12]
+
+
+def core_event(ev: JobEvent) -> tuple[jm.Event | None, dict[str, Any]]:
+    """The machine's event for an executor outcome, and the job columns it sets."""
+    p = json.loads(ev.payload)
+    if ev.kind == "analyzed":
+        analysis = Analysis.model_validate(p["analysis"])
+        return jm.Analyzed(analysis=analysis), {"source_path": p["source_path"],
+                                                "analysis": analysis.model_dump_json()}
+    if ev.kind == "analysis_failed":
+        return jm.AnalysisFailed(reason=p["reason"]), {}
+    if ev.kind == "render_done":
+        return jm.RenderDone(render_id=p["render_id"], result_url=p["result_url"], preview_url=p["preview_url"],
+                             score=p["score"], qa_passed=p["qa_passed"]), {"result_path": p["result_path"]}
+    if ev.kind == "render_failed":
+        return jm.RenderFailed(render_id=p["render_id"], reason=p["reason"], kind=p["kind"]), {}
+    if ev.kind == "mail_sent":
+        return jm.MailSent(seq=p["seq"]), {}
+    if ev.kind == "mail_failed":
+        return jm.MailFailed(seq=p["seq"], error=p.get("error", "")), {}
+    return None, {}
 
 
 class ConversationActor(ServiceActor):
-    """Owns one customer's conversation state; passivated by the router when idle."""
+    """Owns one customer's conversation; passivated by the router when idle."""
 
     kind = "conversation"
 
     def on_configure(self) -> None:
+        assert self.settings is not None
         self.customer_id = self.name.split(":", 1)[1]
         self.parent_pid = os.getppid()
         self.router: ActorAddress | None = None
+        self.burst_armed = False
         self.every(ORPHAN_CHECK_S, "orphan-check")
+        # Work a previous incarnation left: outcomes now, messages after their burst window.
+        self._take_outcomes()
+        if messages.unprocessed(self.customer_id, limit=1):
+            self._arm_burst()
 
     def on_message(self, msg: Any, sender: ActorAddress) -> None:
         if isinstance(msg, CustomerMessages):
-            if self.router is None:
-                self.router = sender
-                self.send(sender, ConversationStarted(customer_id=self.customer_id, pid=os.getpid()))
+            self._hello(sender)
             events = messages.handle_customer_messages(self.customer_id, msg.items, now())
             if events and self.book is not None:
                 self.tell(self.book.scheduler, CustomerEvents(items=events))
+            if any(i.kind in JOB_KINDS for i in msg.items):
+                self._arm_burst()
+        elif isinstance(msg, JobNotice):
+            self._hello(sender)
+            self._take_outcomes()
         else:
             super().on_message(msg, sender)
 
+    def _hello(self, sender: ActorAddress) -> None:
+        if self.router is None:
+            self.router = sender
+            self.send(sender, ConversationStarted(customer_id=self.customer_id, pid=os.getpid()))
+
+    def _arm_burst(self) -> None:
+        # One window from the first message: a burst is answered DEBOUNCE_S after it began, however long it goes on.
+        if not self.burst_armed:
+            assert self.settings is not None
+            self.burst_armed = True
+            self.wakeupAfter(self.settings.DEBOUNCE_S, payload="burst")
+
     def on_timer(self, name: str) -> None:
-        # A router killed with SIGKILL leaves its children running with no parent: they stop themselves.
-        if name == "orphan-check" and os.getppid() != self.parent_pid:
+        if name == "burst":
+            self.burst_armed = False
+            self._take_burst()
+        elif name == "orphan-check" and os.getppid() != self.parent_pid:
+            # A router killed with SIGKILL leaves its children running with no parent: they stop themselves.
             self.send(self.myAddress, ActorExitRequest())
+
+    # -- decisions --------------------------------------------------------------------------------
+    def _take_burst(self) -> None:
+        assert self.settings is not None
+        rows = messages.unprocessed(self.customer_id)
+        if not rows:
+            return
+        inputs = [x for x in (job_input(item) for _, item in rows) if x is not None]
+        photo_ids = [job_id_for(self.customer_id, i.msg_id) for i in inputs if isinstance(i, jm.PhotoIn)]
+        image_enabled = self.settings.IMAGE_MODULE_ENABLED
+
+        def decide() -> jobs.Decision:
+            active = jobs.active_jobs(self.customer_id)
+            result = jm.handle_burst(active, inputs, iter(photo_ids).__next__, image_enabled, now(),
+                                     customer_id=self.customer_id)
+            return jobs.Decision(customer_id=self.customer_id, cause=f"m:{rows[0][1].msg_id}", steps=list(result.steps),
+                                 loose_effects=tuple(result.loose_effects),
+                                 before={j.job_id: j.version for j in active}, message_ids=[r for r, _ in rows])
+
+        self._commit(decide)
+        if len(rows) == 200:  # more waiting than one decision takes
+            self._arm_burst()
+
+    def _take_outcomes(self) -> None:
+        for ev in jobs.unprocessed_events(self.customer_id):
+            self._commit(lambda ev=ev: self._decide_outcome(ev))
+
+    def _decide_outcome(self, ev: JobEvent) -> jobs.Decision:
+        job = jobs.load_job(ev.job_id)
+        event, extras = core_event(ev)
+        decision = jobs.Decision(customer_id=self.customer_id, cause=f"e:{ev.id}", steps=[], event_ids=[ev.id],
+                                 extras={ev.job_id: extras} if job is not None and extras else {})
+        if job is None or event is None:
+            self.log.warning("conversation %s: outcome %s of job %s has nothing to apply to", self.customer_id,
+                             ev.kind, ev.job_id)
+            return decision
+        try:
+            step = jm.step(job, event, now())
+        except jm.IllegalJobEvent as exc:
+            self.log.warning("conversation %s: %s (outcome %s dropped)", self.customer_id, exc, ev.id)
+            return decision
+        decision.steps = [step]
+        decision.before = {job.job_id: job.version}
+        return decision
+
+    def _commit(self, decide: Callable[[], jobs.Decision]) -> None:
+        for attempt in range(COMMIT_TRIES):
+            decision = decide()
+            try:
+                committed = jobs.commit(decision, now())
+            except jobs.StaleJob as exc:
+                self.log.warning("conversation %s: %s; deciding again (%d)", self.customer_id, exc, attempt + 1)
+                continue
+            self._nudge(committed.kinds)
+            return
+        self.log.error("conversation %s: gave up after %d stale commits; the sweep retries", self.customer_id,
+                       COMMIT_TRIES)
+
+    def _nudge(self, kinds: set[str]) -> None:
+        if self.book is None:
+            return
+        if "im_send" in kinds:
+            self.tell(self.book.gateway, SendNudge())
+        if kinds & {"analyze", "render"}:
+            self.tell(self.book.renderer, WorkNudge())
+        if kinds & {"mail", "staff"}:
+            self.tell(self.book.dispatch, WorkNudge())
+

@@ -11,11 +11,19 @@ from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited
 
 from actors.base import ServiceActor, now
 from actors.conversation import ConversationActor
-from persistence import messages
-from protocol.messages import Configure, ConversationStarted, CustomerMessages, InboundItem, RouteMessages
+from persistence import jobs, messages
+from protocol.messages import (
+    Configure,
+    ConversationStarted,
+    CustomerMessages,
+    InboundItem,
+    JobNotice,
+    RouteMessages,
+)
 
 SWEEP_GRACE_S = 2.0  # a stored message unhandled for this long is routed again
 STUCK_SWEEPS = 3  # sweeps after which an actor that leaves its messages unhandled is replaced
+LEAVING_WAIT_S = 10.0  # how long a customer's messages wait for their old actor to exit before a new one starts
 
 
 class Conversations(ServiceActor):
@@ -28,7 +36,9 @@ class Conversations(ServiceActor):
         self.live: OrderedDict[str, ActorAddress] = OrderedDict()  # LRU order: oldest first
         # Passivated actors until their exit is seen. Addresses are compared with ==, never by str():
         # the address createActor returns is a local placeholder that only == resolves to the real one.
-        self.leaving: list[tuple[ActorAddress, str]] = []
+        self.leaving: list[tuple[ActorAddress, str, float]] = []
+        # One writer per customer: what arrives while the customer's old actor is still exiting waits here.
+        self.held: dict[str, list[Any]] = {}
         self.pids: dict[str, int] = {}
         self.last_active: dict[str, float] = {}
         self.counts = {"activated": 0, "passivated": 0, "died": 0}
@@ -36,6 +46,7 @@ class Conversations(ServiceActor):
         self.activation_s: deque[float] = deque(maxlen=1000)  # recent createActor → first answer times
         self.every(self.settings.SWEEP_INTERVAL_S, "sweep")
         self._route(messages.unhandled())
+        self._notify_outcomes(jobs.unprocessed_events())
 
     def on_book(self) -> None:
         assert self.settings is not None and self.book is not None
@@ -56,6 +67,8 @@ class Conversations(ServiceActor):
                 self.activation_s.append(time.monotonic() - began)
         elif isinstance(msg, ChildActorExited):
             self._child_exited(msg.childAddress)
+        elif isinstance(msg, JobNotice):
+            self._deliver(msg.customer_id, msg)
         else:
             super().on_message(msg, sender)
 
@@ -64,7 +77,20 @@ class Conversations(ServiceActor):
         for item in items:
             per_customer.setdefault(item.customer_id, []).append(item)
         for customer_id, batch in per_customer.items():
-            self.tell(self._actor_for(customer_id), CustomerMessages(items=batch))
+            self._deliver(customer_id, CustomerMessages(items=batch))
+
+    def _notify_outcomes(self, events: list[Any]) -> None:
+        per_customer: dict[str, list[int]] = {}
+        for ev in events:
+            per_customer.setdefault(ev.customer_id, []).append(ev.id)
+        for customer_id, ids in per_customer.items():
+            self._deliver(customer_id, JobNotice(customer_id=customer_id, event_ids=ids))
+
+    def _deliver(self, customer_id: str, msg: Any) -> None:
+        if customer_id not in self.live and any(c == customer_id for _, c, _ in self.leaving):
+            self.held.setdefault(customer_id, []).append(msg)
+            return
+        self.tell(self._actor_for(customer_id), msg)
 
     def _actor_for(self, customer_id: str) -> ActorAddress:
         assert self.settings is not None
@@ -90,7 +116,7 @@ class Conversations(ServiceActor):
         self.activating.pop(customer_id, None)
         if address is not None:
             self.counts["passivated"] += 1
-            self.leaving.append((address, customer_id))
+            self.leaving.append((address, customer_id, time.monotonic()))
             self.send(address, ActorExitRequest())
 
     def _child_exited(self, address: ActorAddress) -> None:
@@ -107,8 +133,17 @@ class Conversations(ServiceActor):
                 return  # a repeat notice
             self.leaving.remove(leaving)
             customer_id = leaving[1]
-        # Whatever it had not handled yet goes to a fresh actor.
+        self._release(customer_id)
+
+    def _release(self, customer_id: str) -> None:
+        """The customer's old actor is gone: whatever it had not done, and whatever waited, goes to a fresh one."""
+        if any(c == customer_id for _, c, _ in self.leaving):
+            return  # another of its old actors is still exiting
+        held = self.held.pop(customer_id, [])
         self._route(messages.unhandled(customer_id=customer_id))
+        self._notify_outcomes(jobs.unprocessed_events(customer_id=customer_id))
+        for msg in held:
+            self._deliver(customer_id, msg)
 
     def on_timer(self, name: str) -> None:
         if name != "sweep":
@@ -117,15 +152,24 @@ class Conversations(ServiceActor):
         idle_before = time.monotonic() - self.settings.CONVERSATION_IDLE_S
         for customer_id in [c for c, at in self.last_active.items() if at < idle_before]:
             self._passivate(customer_id)
-        pending = messages.unhandled(older_than=now() - SWEEP_GRACE_S)
+        # An old actor that has not exited in time is not waited for any longer (the job store's
+        # compare-and-set still keeps two writers from both applying a decision).
+        overdue = [e for e in self.leaving if time.monotonic() - e[2] > LEAVING_WAIT_S]
+        for entry in overdue:
+            self.leaving.remove(entry)
+            self.log.warning("conversation %s: old actor did not exit in %.0fs", entry[1], LEAVING_WAIT_S)
+            self._release(entry[1])
+        window = self.settings.DEBOUNCE_S
+        pending = messages.unhandled(older_than=now() - SWEEP_GRACE_S, window_s=window)
         # A message still unhandled after several sweeps means its actor is not answering (it may
         # be gone without an exit notice): replace that actor rather than keep writing to it.
-        stuck_before = now() - STUCK_SWEEPS * self.settings.SWEEP_INTERVAL_S - SWEEP_GRACE_S
+        stuck_before = now() - STUCK_SWEEPS * self.settings.SWEEP_INTERVAL_S - SWEEP_GRACE_S - window
         for customer_id in {i.customer_id for i in pending if i.received_at <= stuck_before}:
             if customer_id in self.live:
                 self.log.warning("conversation %s is not handling its messages: replacing its actor", customer_id)
                 self._passivate(customer_id)
         self._route(pending)
+        self._notify_outcomes(jobs.unprocessed_events(older_than=now() - SWEEP_GRACE_S))
 
     def detail(self) -> dict[str, Any]:
         actors = [

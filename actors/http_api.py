@@ -14,12 +14,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from persistence import messages, tasks
+from persistence import jobs, messages, profiles, tasks
 from protocol.messages import HealthReport
 from protocol.settings import Settings
 from protocol.tianwang import CancelIn, EventIn, TaskIn, TaskStatus
@@ -104,6 +105,7 @@ class ApiState:
         self.readers = ThreadPoolExecutor(4, thread_name_prefix="ingress-reader")
         callbacks = bool(settings.TIANWANG_CALLBACK_URL)
         tz = settings.SHOP_TIMEZONE
+        self.public_base = settings.public_base_url
         self.committer = GroupCommitter(lambda items: tasks.receive_many(items, time.time(), tz, callbacks),
                                         self.writer)
 
@@ -173,7 +175,8 @@ async def api_key(request: web.Request, handler: Callable[[web.Request], Awaitab
                   ) -> web.StreamResponse:
     """Require X-API-Key on everything but health when TIANWANG_API_KEY is set."""
     key = request.app[STATE].settings.TIANWANG_API_KEY
-    if key is not None and request.path != "/api/health":
+    # Result files are fetched by the IM bridge and customers: their unguessable URL is the credential.
+    if key is not None and request.path != "/api/health" and not request.path.startswith("/files/"):
         given = request.headers.get("X-API-Key", "")
         if not hmac.compare_digest(given.encode(), key.get_secret_value().encode()):
             raise ApiError(401, "missing or wrong X-API-Key")
@@ -230,12 +233,31 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def conversation(request: web.Request) -> web.Response:
-    """GET /api/conversation/{customer_id}: profile basics and the latest messages."""
+    """GET /api/conversation/{customer_id}: profile, latest messages, image jobs with their history."""
+    state = request.app[STATE]
     customer_id = request.match_info["customer_id"]
-    data = await request.app[STATE].read(messages.conversation_view, customer_id)
+    data = await state.read(profiles.conversation_view, customer_id, state.public_base)
     if data is None:
         raise ApiError(404, f"no conversation with customer {customer_id}")
     return envelope(200, "ok", data)
+
+
+async def job(request: web.Request) -> web.Response:
+    """GET /api/jobs/{job_id}: one image job with its attempts, requirement changes, result URL and mails."""
+    state = request.app[STATE]
+    job_id = request.match_info["job_id"]
+    data = await state.read(jobs.job_view, job_id, state.public_base)
+    if data is None:
+        raise ApiError(404, f"no image job {job_id}")
+    return envelope(200, "ok", data)
+
+
+async def public_file(request: web.Request) -> web.StreamResponse:
+    """GET /files/{token}/{name}: a result image or file, at the unguessable URL the customer was sent."""
+    row = await request.app[STATE].read(jobs.public_file, request.match_info["token"])
+    if row is None or row.name != request.match_info["name"] or not Path(row.path).is_file():
+        raise ApiError(404, "no such file")
+    return web.FileResponse(row.path, headers={"Content-Type": row.mime, "Cache-Control": "private, max-age=86400"})
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -298,6 +320,8 @@ def make_app(state: ApiState) -> web.Application:
     app.router.add_get("/api/health", health)
     app.router.add_post("/api/event", event)
     app.router.add_get("/api/conversation/{customer_id}", conversation)
+    app.router.add_get("/api/jobs/{job_id}", job)
+    app.router.add_get("/files/{token}/{name}", public_file)
     return app
 
 

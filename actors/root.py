@@ -12,8 +12,10 @@ from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited
 
 from actors.base import ServiceActor
 from actors.conversations import Conversations
+from actors.dispatch import Dispatch
 from actors.gateway import Gateway
 from actors.ingress import Ingress
+from actors.renderer import RendererPool
 from actors.scheduler import Scheduler
 from core.supervision import RESTART_WINDOW_S, on_death
 from protocol.messages import (
@@ -31,6 +33,8 @@ CHILDREN: dict[str, type[ServiceActor]] = {
     "scheduler": Scheduler,
     "gateway": Gateway,
     "conversations": Conversations,
+    "renderer": RendererPool,
+    "dispatch": Dispatch,
     "ingress": Ingress,
 }
 HEALTH_WAIT_S = 1.0

@@ -85,7 +85,32 @@ def open_database(url: str, create: bool = False, durable: bool = True) -> peewe
 
         with db.connection_context():
             db.create_tables(ALL_MODELS, safe=True)
+            if "inboundmessage.processed_at" in add_missing_columns(db, ALL_MODELS):
+                # Messages an older release handled are not new work for the image-job machine.
+                db.execute_sql("UPDATE inboundmessage SET processed_at = handled_at WHERE handled")
     return db
+
+
+def add_missing_columns(db: peewee.Database, models: list[type[peewee.Model]]) -> list[str]:
+    """Add columns a newer release declares to tables an older one created; the names added.
+
+    New columns are nullable or have a default, so existing rows stay valid and nothing is rewritten.
+    """
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+
+    migrator = SqliteMigrator(db) if isinstance(db, peewee.SqliteDatabase) else PostgresqlMigrator(db)
+    added, operations = [], []
+    for model in models:
+        table = model._meta.table_name
+        present = {c.name for c in db.get_columns(table)}
+        for field in model._meta.sorted_fields:
+            if field.column_name not in present:
+                operations.append(migrator.add_column(table, field.column_name, field))
+                added.append(f"{table}.{field.column_name}")
+    if operations:
+        with db.atomic():
+            migrate(*operations)
+    return added
 
 
 def close_database() -> None:

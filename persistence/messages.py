@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from core.customer_events import JOB_KINDS, scheduler_event
 from persistence.db import atomic, database_proxy
 from persistence.models import Conversation, CustomerEvent, InboundMessage
 from protocol.im import MessageFrame, MessageKind
@@ -53,23 +54,25 @@ def inbound_item(row: InboundMessage) -> InboundItem:
     )
 
 
-def unhandled(older_than: float | None = None, customer_id: str | None = None, limit: int = 1000) -> list[InboundItem]:
-    """Stored messages no conversation has handled yet, oldest first."""
-    query = InboundMessage.select().where(InboundMessage.handled == False)  # noqa: E712
+def unhandled(older_than: float | None = None, customer_id: str | None = None, limit: int = 1000,
+              window_s: float = 0.0) -> list[InboundItem]:
+    """Stored messages a conversation still owes work, oldest first: not yet handled, or handled but not yet
+    taken by the image-job machine (older_than then also allows for its burst window of window_s)."""
+    query = InboundMessage.select().where(InboundMessage.processed_at.is_null())
     if older_than is not None:
-        query = query.where(InboundMessage.received_at <= older_than)
+        query = query.where(InboundMessage.received_at <= older_than - window_s)
     if customer_id is not None:
         query = query.where(InboundMessage.customer_id == customer_id)
     return [inbound_item(r) for r in query.order_by(InboundMessage.id).limit(limit)]
 
 
-def _event_for(item: InboundItem, now: float) -> dict[str, Any] | None:
-    if item.kind is MessageKind.TEXT:
-        return {"kind": "text", "text": str(item.content)}
-    if item.kind in (MessageKind.ORDER, MessageKind.PAYMENT):
-        data = item.content if isinstance(item.content, dict) else {"value": item.content}
-        return {"kind": item.kind.value, "data": data}
-    return None
+def unprocessed(customer_id: str, limit: int = 200) -> list[tuple[int, InboundItem]]:
+    """A customer's handled messages the image-job machine has not taken yet, in arrival order."""
+    query = (InboundMessage.select()
+             .where((InboundMessage.customer_id == customer_id) & (InboundMessage.handled == True)  # noqa: E712
+                    & InboundMessage.processed_at.is_null())
+             .order_by(InboundMessage.id).limit(limit))
+    return [(r.id, inbound_item(r)) for r in query]
 
 
 def handle_customer_messages(customer_id: str, items: list[InboundItem], now: float) -> list[EventItem]:
@@ -80,8 +83,10 @@ def handle_customer_messages(customer_id: str, items: list[InboundItem], now: fl
         if conv is None:
             conv = Conversation.create(customer_id=customer_id, first_seen=now, last_seen=now)
         for item in items:
+            # The job machine takes the message later (after the burst window); other kinds are done now.
+            done_at = None if item.kind in JOB_KINDS else now
             claimed = (
-                InboundMessage.update(handled=True, handled_at=now)
+                InboundMessage.update(handled=True, handled_at=now, processed_at=done_at)
                 .where((InboundMessage.id == item.inbound_id) & (InboundMessage.handled == False))  # noqa: E712
                 .execute()
             )
@@ -101,7 +106,7 @@ def handle_customer_messages(customer_id: str, items: list[InboundItem], now: fl
                 conv.orders += 1
             elif item.kind is MessageKind.PAYMENT:
                 conv.payments += 1
-            event = _event_for(item, now)
+            event = scheduler_event(item.kind, item.content)
             if event is not None:
                 row = CustomerEvent.create(
                     customer_id=customer_id,

@@ -67,6 +67,8 @@ class InboundMessage(_Model):
     received_at = peewee.FloatField()
     handled = peewee.BooleanField(default=False, index=True)
     handled_at = peewee.FloatField(null=True)
+    # When the image-job machine took it into account (after the burst window); null = still to do.
+    processed_at = peewee.FloatField(null=True, index=True)
 
 
 class Conversation(_Model):
@@ -84,6 +86,8 @@ class Conversation(_Model):
     payments = peewee.IntegerField(default=0)
     last_image_url = peewee.TextField(null=True)
     last_text = peewee.TextField(null=True)
+    email = peewee.CharField(max_length=254, null=True)
+    email_status = peewee.CharField(max_length=16, default="none")  # none | given | sent | failed
 
 
 class CustomerEvent(_Model):
@@ -127,4 +131,88 @@ class Timer(_Model):
         indexes = ((("owner", "due_at"), False),)  # the owner's earliest timer without a sort
 
 
-ALL_MODELS = [Task, TaskTransition, InboundMessage, Conversation, CustomerEvent, Outbox, Timer]
+class ImageJob(_Model):
+    """One image job: the core Job as JSON, with the columns queries need beside it."""
+
+    job_id = peewee.CharField(primary_key=True, max_length=64)
+    customer_id = peewee.CharField(max_length=128, index=True)
+    state = peewee.CharField(max_length=24, index=True)
+    version = peewee.IntegerField(default=0)  # compare-and-set: a stale writer changes nothing
+    data = peewee.TextField()  # core.image_job.Job as JSON
+    source_path = peewee.TextField(null=True)  # the customer's photo under DATA_DIR/images
+    analysis = peewee.TextField(null=True)  # protocol.image.Analysis as JSON
+    result_path = peewee.TextField(null=True)
+    created_at = peewee.FloatField(index=True)
+    updated_at = peewee.FloatField()
+
+
+class JobTransition(_Model):
+    """One state change of an image job."""
+
+    job_id = peewee.CharField(max_length=64, index=True)
+    at = peewee.FloatField()
+    from_state = peewee.CharField(max_length=24, null=True)
+    to_state = peewee.CharField(max_length=24)
+    event = peewee.CharField(max_length=64)
+
+
+class RequirementChange(_Model):
+    """SPEC §2's task_requirement_changes: what the customer (or staff) asked to change, and whether it took."""
+
+    task = peewee.CharField(max_length=64, index=True)  # the image job's id
+    type = peewee.CharField(max_length=32)  # add_note | modify_operation | add_requirement
+    old = peewee.TextField(null=True)
+    new = peewee.TextField(null=True)
+    at = peewee.FloatField()
+    by = peewee.CharField(max_length=16)  # customer | staff
+    accepted = peewee.BooleanField(default=True)
+
+    class Meta:
+        table_name = "task_requirement_changes"
+
+
+class JobEvent(_Model):
+    """An executor's outcome for a job (analysed, rendered, mailed…), waiting for the customer's conversation."""
+
+    customer_id = peewee.CharField(max_length=128, index=True)
+    job_id = peewee.CharField(max_length=64, index=True)
+    kind = peewee.CharField(max_length=32)
+    source = peewee.CharField(max_length=256, unique=True)  # the outbox key it settles: one outcome per effect
+    payload = peewee.TextField(default="{}")
+    created_at = peewee.FloatField()
+    processed_at = peewee.FloatField(null=True, index=True)
+
+
+class RenderAttempt(_Model):
+    """One render (or QA re-render) of a render request, recorded before its Gemini call."""
+
+    render_id = peewee.CharField(max_length=96, index=True)
+    attempt = peewee.IntegerField()
+    source = peewee.CharField(max_length=16)  # gemini | local
+    status = peewee.CharField(max_length=16)  # started | done | failed
+    started_at = peewee.FloatField()
+    finished_at = peewee.FloatField(null=True)
+    path = peewee.TextField(null=True)
+    preview_path = peewee.TextField(null=True)
+    mime = peewee.CharField(max_length=64, null=True)
+    score = peewee.IntegerField(null=True)
+    error = peewee.TextField(null=True)
+    pid = peewee.IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("render_id", "attempt"), True),)
+
+
+class PublicFile(_Model):
+    """A stored file served to the IM bridge and customers at an unguessable URL."""
+
+    token = peewee.CharField(max_length=64, unique=True)
+    path = peewee.TextField()
+    mime = peewee.CharField(max_length=64)
+    name = peewee.CharField(max_length=128)
+    job_id = peewee.CharField(max_length=64, index=True)
+    created_at = peewee.FloatField()
+
+
+ALL_MODELS = [Task, TaskTransition, InboundMessage, Conversation, CustomerEvent, Outbox, Timer, ImageJob,
+              JobTransition, RequirementChange, JobEvent, RenderAttempt, PublicFile]

@@ -115,3 +115,8 @@ def first_pending_per_ref(kind: str, limit: int = 100) -> list[Outbox]:
         .limit(limit)
     )
     return list(Outbox.select().where(Outbox.id.in_(heads)).order_by(Outbox.id))
+
+
+def payload_of(row: Outbox) -> dict[str, Any]:
+    """A row's payload as a dict."""
+    return json.loads(row.payload)

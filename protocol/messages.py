@@ -26,6 +26,8 @@ class AddressBook(_Msg):
     scheduler: Any = Field(default=None, description="Scheduler's ActorAddress")
     gateway: Any = Field(default=None, description="Gateway's ActorAddress")
     conversations: Any = Field(default=None, description="Conversations router's ActorAddress")
+    renderer: Any = Field(default=None, description="Renderer pool's ActorAddress")
+    dispatch: Any = Field(default=None, description="Dispatch's ActorAddress (mail, staff notifications)")
 
 
 class StartSystem(_Msg):
@@ -166,11 +168,47 @@ class SendNudge(_Msg):
     msg: Literal["send_nudge"] = "send_nudge"
 
 
+class JobNotice(_Msg):
+    """Executor → Conversations → Conversation: outcomes (JobEvent rows) wait for this customer."""
+
+    msg: Literal["job_notice"] = "job_notice"
+    customer_id: str = Field(description="whose conversation takes them")
+    event_ids: list[int] = Field(default_factory=list, description="JobEvent row ids (a hint; the table is the truth)")
+
+
+class WorkNudge(_Msg):
+    """Anyone → Renderer or Dispatch: new rows of your kinds are in the outbox."""
+
+    msg: Literal["work_nudge"] = "work_nudge"
+
+
+class WorkItem(_Msg):
+    """Renderer pool → worker: perform one outbox row (analyze or render); one at a time per worker."""
+
+    msg: Literal["work_item"] = "work_item"
+    key: str = Field(description="the outbox key (idempotency key of the effect)")
+    kind: str = Field(description="analyze | render")
+    payload: dict[str, Any] = Field(description="the outbox row's payload")
+
+
+class WorkDone(_Msg):
+    """Worker → Renderer pool: the row is settled (or was already); who to tell."""
+
+    msg: Literal["work_done"] = "work_done"
+    key: str = Field(description="the outbox key")
+    customer_id: str = Field(description="whose conversation takes the outcome")
+    event_id: int | None = Field(default=None, description="the JobEvent written, None if settled before")
+
+
 SchedulerInbox = Annotated[
     Configure | Ping | TasksChanged | CustomerEvents | SendOutcome, Field(discriminator="msg")
 ]
 GatewayInbox = Annotated[Configure | Ping | SendNudge, Field(discriminator="msg")]
 IngressInbox = Annotated[Configure | Ping | HealthReport, Field(discriminator="msg")]
-ConversationsInbox = Annotated[Configure | Ping | RouteMessages | ConversationStarted, Field(discriminator="msg")]
-ConversationInbox = Annotated[Configure | Ping | CustomerMessages, Field(discriminator="msg")]
+ConversationsInbox = Annotated[Configure | Ping | RouteMessages | ConversationStarted | JobNotice,
+                               Field(discriminator="msg")]
+ConversationInbox = Annotated[Configure | Ping | CustomerMessages | JobNotice, Field(discriminator="msg")]
+RendererInbox = Annotated[Configure | Ping | WorkNudge | WorkDone, Field(discriminator="msg")]
+WorkerInbox = Annotated[Configure | Ping | WorkItem, Field(discriminator="msg")]
+DispatchInbox = Annotated[Configure | Ping | WorkNudge, Field(discriminator="msg")]
 RootInbox = Annotated[StartSystem | Ping | Pong | HealthQuery, Field(discriminator="msg")]

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     TASK_RETRY_BASE_S: float = Field(default=5.0, gt=0, description="first retry delay of a failed action")
     CALLBACK_RETRY_MAX_S: float = Field(default=60.0, gt=0, description="longest pause between callback tries")
     SWEEP_INTERVAL_S: float = Field(default=5.0, gt=0, description="how often lost in-flight work is re-driven")
+    GEMINI_TIMEOUT_S: float = Field(default=90.0, gt=0, description="limit on every Gemini call (the SDK has none)")
     LOG_LEVEL: str = "INFO"
 
     @model_validator(mode="after")
@@ -76,6 +77,11 @@ class Settings(BaseSettings):
         host = "127.0.0.1" if self.HTTP_API_HOST in ("0.0.0.0", "::") else self.HTTP_API_HOST
         return f"http://{host}:{self.HTTP_API_PORT}"
 
+    @property
+    def public_base_url(self) -> str:
+        """Where the IM bridge and customers fetch result files: PUBLIC_BASE_URL, else the ingress's own URL."""
+        return (self.PUBLIC_BASE_URL or self.api_base_url).rstrip("/")
+
     def defaults_in_use(self) -> list[str]:
         """Human-readable list of the parts running on embedded defaults."""
         parts = []
@@ -84,9 +90,7 @@ class Settings(BaseSettings):
         if not self.IM_BRIDGE_URL:
             parts.append("IM bridge: built-in simulator")
         if self.GEMINI_API_KEY is None:
-            parts.append("renderer: local renderer (no GEMINI_API_KEY)")
-        if not self.TUHUI_DISPATCH_URL:
-            parts.append("designer dispatch: built-in stand-in")
+            parts.append("renderer: local Pillow renderer and offline OCR (no GEMINI_API_KEY)")
         if self.WECHAT_WEBHOOK is None:
             parts.append("staff notifications: log only")
         if not self.SMTP_HOST:

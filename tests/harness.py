@@ -309,3 +309,118 @@ def task_body(task_id: str, customer: str, trigger: dict[str, Any], action: dict
         "action": action or {"type": "send_message", "message": f"hello from {task_id}"},
         "created_by": "设计师 lz", **extra,
     }
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on a free loopback port that keeps what it receives; can be switched off."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[Any] = []
+        self._controller: Any = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+        from email import message_from_bytes, policy
+
+        self.messages.append(message_from_bytes(envelope.original_content or envelope.content, policy=policy.default))
+        return "250 OK"
+
+    def start(self) -> SmtpSink:
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+
+class FileServer:
+    """A real aiohttp server on a free loopback port serving test files (photos, junk, endless streams)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def put(self, name: str, body: bytes, content_type: str = "image/png") -> str:
+        """Serve body at /name; its URL."""
+        self.files[name] = (body, content_type)
+        return self.url(name)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_get("/huge", self._huge)
+        app.router.add_get("/{name}", self._file)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _file(self, request: web.Request) -> web.Response:
+        body, content_type = self.files.get(request.match_info["name"], (b"", ""))
+        if not content_type:
+            return web.Response(status=404)
+        return web.Response(body=body, content_type=content_type)
+
+    async def _huge(self, request: web.Request) -> web.StreamResponse:
+        # 50 MB claimed and streamed (a PNG header first), to be cut off by the size limit.
+        resp = web.StreamResponse(headers={"Content-Type": "image/png"})
+        await resp.prepare(request)
+        chunk = b"\x89PNG\r\n\x1a\n" + b"\0" * (1024 * 1024 - 8)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(50):
+                await resp.write(chunk)
+        return resp
+
+    def __enter__(self) -> FileServer:
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        async def _stop() -> None:
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+def photo_png(seed: int = 1, size: tuple[int, int] = (640, 480), text: str | None = None,
+              font_path: str | None = None) -> bytes:
+    """A photo-like PNG (gradients, shapes, a little noise); with text, that text drawn large across it."""
+    import io
+    import random
+
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    rnd = random.Random(seed)
+    w, h = size
+    img = Image.new("RGB", size)
+    px = img.load()
+    for y in range(h):
+        for x in range(w):
+            px[x, y] = (int(90 + 120 * x / w), int(60 + 140 * y / h), int(150 + rnd.randint(-12, 12)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(6):
+        x0, y0 = rnd.randint(0, w - 80), rnd.randint(0, h - 80)
+        draw.ellipse((x0, y0, x0 + rnd.randint(40, 160), y0 + rnd.randint(40, 160)),
+                     fill=(rnd.randint(0, 255), rnd.randint(0, 255), rnd.randint(0, 255)))
+    img = img.filter(ImageFilter.GaussianBlur(1.2))
+    if text:
+        font = ImageFont.truetype(font_path, size=max(24, h // 8)) if font_path else ImageFont.load_default()
+        ImageDraw.Draw(img).text((w // 10, h // 3), text, fill=(20, 20, 20), font=font)
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()

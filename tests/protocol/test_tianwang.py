@@ -467,7 +467,7 @@ class TestSettings:
 
     def test_defaults_in_use_names_the_embedded_parts(self, clean_env: Path) -> None:
         parts = " | ".join(Settings(_env_file=None).defaults_in_use())
-        for word in ("SQLite", "simulator", "renderer", "dispatch", "notifications", "e-mail"):
+        for word in ("SQLite", "simulator", "renderer", "notifications", "e-mail"):
             assert word in parts
 
     def test_api_base_url_is_reachable_locally(self, clean_env: Path) -> None:

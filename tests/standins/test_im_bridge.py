@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
+from PIL import Image
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -24,6 +28,16 @@ from protocol.im import MessageFrame, inbound_frame
 from standins.im_bridge import BridgeSimulator
 
 RECV_TIMEOUT_S = 5.0
+
+
+def image_bytes(image_format: str, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    """A small real image file made with Pillow."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 6), color).save(buffer, image_format)
+    return buffer.getvalue()
+
+
+PNG = image_bytes("PNG")
 
 
 @dataclass
@@ -350,7 +364,9 @@ def test_cli_prints_urls_and_exits_on_sigterm(tmp_path: Path) -> None:
     cwd = Path(__file__).resolve().parents[2]  # the project root, where `protocol` is importable
     stderr = tmp_path / "stderr.txt"
     record = tmp_path / "record.jsonl"
+    uploads = tmp_path / "uploads"
     command = [sys.executable, "-m", "standins.im_bridge", "--ws-port", "0", "--http-port", "0"]
+    command += ["--uploads", str(uploads)]
     with (
         stderr.open("w") as err,
         subprocess.Popen(
@@ -369,14 +385,22 @@ def test_cli_prints_urls_and_exits_on_sigterm(tmp_path: Path) -> None:
             ws_url = next(word for word in line.split() if word.startswith("ws://"))
             http_url = line.split()[-1]
 
-            async def check() -> None:
+            async def check() -> str:
                 async with aiohttp.ClientSession(base_url=http_url) as http, connect(ws_url) as ws:
                     body = {"customer_id": "c", "kind": "text", "content": "hi"}
                     async with http.post("/customer/message", json=body) as resp:
                         assert resp.status == 200
                     assert (await recv_json(ws))["content"] == "hi"
+                    headers = {"Content-Type": "image/png"}
+                    params = {"customer_id": "c"}
+                    async with http.post("/customer/photo", params=params, data=PNG, headers=headers) as resp:
+                        assert resp.status == 200, await resp.text()
+                        url = (await resp.json())["url"]
+                    assert (await recv_json(ws))["content"] == url
+                    return url
 
-            asyncio.run(check())
+            url = asyncio.run(check())
+            assert (uploads / url.rsplit("/", 1)[1]).read_bytes() == PNG
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=10) == 0, stderr.read_text()
         finally:
@@ -384,3 +408,265 @@ def test_cli_prints_urls_and_exits_on_sigterm(tmp_path: Path) -> None:
                 proc.kill()
                 proc.wait()
     assert json.loads(record.read_text(encoding="utf-8").splitlines()[0])["frame"]["content"] == "hi"
+
+
+def photo_form(data: bytes, customer_id: str | None = "customer_9", **fields: str) -> aiohttp.FormData:
+    """A multipart form as a browser's file picker sends it."""
+    form = aiohttp.FormData()
+    if customer_id is not None:
+        form.add_field("customer_id", customer_id)
+    for key, value in fields.items():
+        form.add_field(key, value)
+    form.add_field("file", data, filename="photo.png", content_type="image/png")
+    return form
+
+
+async def post_json(h: Harness, path: str, body: Any, status: int = 200) -> Any:
+    """POST JSON to the control API, check the status, return the JSON answer."""
+    async with h.http.post(path, json=body) as resp:
+        assert resp.status == status, await resp.text()
+        return await resp.json()
+
+
+def shop_send(send_id: str, customer_id: str, msg_type: int, content: str) -> str:
+    """A system → bridge ``send`` frame of any msg_type."""
+    frame = json.loads(send_frame(send_id, content, customer_id))
+    return json.dumps({**frame, "msg_type": msg_type})
+
+
+@pytest.mark.timeout(30)
+def test_photo_upload_reaches_client_and_its_url_serves_the_same_bytes(tmp_path: Path) -> None:
+    jpeg = image_bytes("JPEG")
+
+    async def scenario(h: Harness) -> None:
+        async with h.connect() as ws:
+            async with h.http.post("/customer/photo", data=photo_form(PNG, name="小红")) as resp:
+                assert resp.status == 200, await resp.text()
+                answer = await resp.json()
+            frame = inbound_frame.validate_python(await recv_json(ws))
+            headers = {"Content-Type": "image/jpeg"}
+            params = {"customer_id": "customer_9"}
+            async with h.http.post("/customer/photo", params=params, data=jpeg, headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+                raw_answer = await resp.json()
+            raw_frame = await recv_json(ws)
+        assert isinstance(frame, MessageFrame)
+        assert (frame.msg_id, frame.kind, frame.content) == (answer["msg_id"], "image", answer["url"])
+        assert (frame.customer.id, frame.customer.name) == ("customer_9", "小红")
+        assert answer["url"].startswith(f"{h.sim.http_url}/uploads/") and answer["url"].endswith(".png")
+        assert (raw_frame["kind"], raw_frame["content"]) == ("image", raw_answer["url"])
+        assert raw_answer["url"].endswith(".jpg")
+        async with aiohttp.ClientSession() as browser:
+            expected = ((answer["url"], PNG, "image/png"), (raw_answer["url"], jpeg, "image/jpeg"))
+            for url, content, content_type in expected:
+                async with browser.get(url) as resp:
+                    assert (resp.status, resp.content_type) == (200, content_type)
+                    assert await resp.read() == content
+        names = {url.rsplit("/", 1)[1] for url in (answer["url"], raw_answer["url"])}
+        assert {p.name for p in tmp_path.iterdir()} == names  # the --uploads folder, nothing else
+        for path in ("/uploads/nothing.png", "/uploads/..%2Fsecret.png", f"/uploads/{'0' * 32}.png"):
+            async with h.http.get(path) as resp:
+                assert resp.status == 404, path
+
+    run(scenario, uploads_dir=tmp_path)
+
+
+@pytest.mark.timeout(30)
+def test_default_uploads_folder_is_temporary() -> None:
+    async def main() -> None:
+        async with bridge() as h:
+            folder = h.sim.uploads_dir
+            assert folder is not None and folder.is_dir()
+            async with h.http.post("/customer/photo", data=photo_form(PNG)) as resp:
+                assert resp.status == 200
+            assert len(list(folder.iterdir())) == 1
+        assert not folder.exists()
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(30)
+def test_photo_upload_refusals_say_what_is_wrong() -> None:
+    async def expect(h: Harness, status: int, words: str, **request: Any) -> None:
+        async with h.http.post("/customer/photo", **request) as resp:
+            assert resp.status == status, await resp.text()
+            assert words in (await resp.json())["error"]
+
+    async def scenario(h: Harness) -> None:
+        await expect(h, 400, "not an image", data=photo_form(b"%PDF-1.4 hello, not a picture"))
+        await expect(h, 400, "empty", data=photo_form(b""))
+        await expect(h, 400, "damaged", data=photo_form(PNG[:60]))
+        await expect(h, 400, "customer_id", data=photo_form(PNG, customer_id=None))
+        no_file = aiohttp.FormData({"customer_id": "c"}, default_to_multipart=True)
+        await expect(h, 400, "'file'", data=no_file)
+        await expect(h, 400, "image/*", params={"customer_id": "c"}, data=b"hi", headers={"Content-Type": "text/plain"})
+        svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'
+        await expect(h, 400, "not an image", params={"customer_id": "c"}, data=svg,
+                     headers={"Content-Type": "image/svg+xml"})
+        await expect(h, 400, "customer_id", data=PNG, headers={"Content-Type": "image/png"})
+        huge = b"\x89PNG" + bytes(25 * 1024 * 1024)
+        await expect(h, 413, "25 MB", params={"customer_id": "c"}, data=huge, headers={"Content-Type": "image/png"})
+        await expect(h, 413, "25 MB", data=photo_form(huge))
+        assert h.sim.frames == [] and (await h.get("/stats"))["unacked"] == 0  # nothing was posted
+        assert list(h.sim.uploads_dir.iterdir()) == []  # type: ignore[union-attr]
+
+    run(scenario)
+
+
+@pytest.mark.timeout(30)
+def test_pay_posts_a_payment_message() -> None:
+    async def scenario(h: Harness) -> None:
+        async with h.connect() as ws:
+            first = await post_json(h, "/customer/pay", {"customer_id": "c1", "amount": 30})
+            frame = await recv_json(ws)
+            second = await post_json(h, "/customer/pay", {"customer_id": "c1", "order_id": "T9", "name": "小明"})
+            frame2 = await recv_json(ws)
+        assert first["order_id"] == "SIM-1" and frame["msg_id"] == first["msg_id"]
+        assert (frame["kind"], frame["customer"]["id"]) == ("payment", "c1")
+        assert frame["content"] == {"order_id": "SIM-1", "amount": 30}
+        assert second["order_id"] == "T9"
+        assert (frame2["content"], frame2["customer"]["name"]) == ({"order_id": "T9", "amount": 0}, "小明")
+        for bad in ({"amount": 3}, {"customer_id": "c", "amount": "30"}, {"customer_id": "c", "amount": -1},
+                    {"customer_id": "c", "order_id": ""}, {"customer_id": "c", "amont": 3}):
+            assert (await post_json(h, "/customer/pay", bad, status=400))["error"], bad
+
+    run(scenario)
+
+
+@pytest.mark.timeout(30)
+def test_page_has_controls_and_shows_the_conversation_escaped() -> None:
+    customer = 'web"<1>'
+
+    async def scenario(h: Harness) -> None:
+        async with h.connect() as ws:
+            async with h.http.post("/customer/photo", data=photo_form(PNG, customer_id=customer)) as resp:
+                upload = (await resp.json())["url"]
+            await post_json(h, "/customer/pay", {"customer_id": customer, "amount": 30})
+            for send_id, msg_type, content in (
+                ("s-1", 1, "http://shop.example/r/1.png"),
+                ("s-2", 3, "https://shop.example/pay?a=1&b=2"),
+                ("s-3", 0, "<img src=x onerror=alert(1)>"),
+                ("s-4", 2, "javascript:alert(1)"),
+            ):
+                await ws.send(shop_send(send_id, customer, msg_type, content))
+            sent = [await recv_json(ws) for _ in range(6)]  # two messages, four sent answers
+            assert [f["type"] for f in sent].count("sent") == 4
+        async with h.http.get("/", params={"customer_id": customer}) as resp:
+            assert resp.content_type == "text/html"
+            page = await resp.text()
+        # The controls a shop owner uses.
+        for control in ('type="file" name="file" accept="image/*"', 'name="amount"', "付款 / Pay",
+                        'name="text"', '<script src="/chat.js"', 'name="viewport"'):
+            assert control in page, control
+        # Shop images as pictures, links as links, own uploads by path; everything escaped.
+        assert '<img src="http://shop.example/r/1.png"' in page
+        assert '<a href="https://shop.example/pay?a=1&amp;b=2"' in page
+        assert f'<img src="{upload.removeprefix(h.sim.http_url)}"' in page
+        assert "付款 / Payment: 30 · SIM-1" in page
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img src=x" not in page
+        assert 'href="javascript:' not in page and "javascript:alert(1)" in page
+        assert 'value="web&quot;&lt;1&gt;"' in page and customer not in page
+        chat = await h.get(f"/chat?customer_id={quote(customer)}")
+        assert [(e["seq"], e["from"], e["kind"]) for e in chat] == [
+            (1, "customer", "image"),
+            (2, "customer", "payment"),
+            (3, "shop", "image"),
+            (4, "shop", "link"),
+            (5, "shop", "text"),
+            (6, "shop", "file"),
+        ]
+        assert (chat[2]["msg_type"], chat[2]["content"]) == (1, "http://shop.example/r/1.png")
+        assert [e["seq"] for e in await h.get(f"/chat?customer_id={quote(customer)}&after=4")] == [5, 6]
+        async with h.http.get("/chat.js") as resp:
+            script = await resp.text()
+        assert resp.content_type == "text/javascript"
+        assert "EventSource" in script and "innerHTML" not in script
+        async with h.http.get("/chat") as resp:
+            assert resp.status == 400
+
+    run(scenario)
+
+
+async def read_events(resp: aiohttp.ClientResponse, count: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """The next ``count`` Server-Sent Events as (event, id, data)."""
+    events: list[tuple[str, str, dict[str, Any]]] = []
+    event, event_id, data = "message", "", ""
+    while len(events) < count:
+        line = (await asyncio.wait_for(resp.content.readline(), RECV_TIMEOUT_S)).decode()
+        assert line, "the stream ended"
+        line = line.rstrip("\n")
+        if not line:
+            if data:
+                events.append((event, event_id, json.loads(data)))
+            event, event_id, data = "message", "", ""
+        elif not line.startswith((":", "retry:")):
+            key, _, value = line.partition(": ")
+            if key == "event":
+                event = value
+            elif key == "id":
+                event_id = value
+            else:
+                data = value
+    return events
+
+
+@pytest.mark.timeout(30)
+def test_chat_event_stream_is_live_and_resumable() -> None:
+    async def scenario(h: Harness) -> None:
+        await h.say("c", "one")
+        await h.say("d", "someone else")
+        async with h.http.get("/chat/events", params={"customer_id": "c"}) as stream:
+            assert stream.content_type == "text/event-stream"
+            assert [(e, i, d.get("content")) for e, i, d in await read_events(stream, 2)] == [
+                ("status", "", None),
+                ("message", "1", "one"),
+            ]
+            async with h.connect() as ws:
+                assert await read_events(stream, 1) == [("status", "", {"connected": True})]
+                await recv_json(ws)  # "one", replayed to the new connection
+                await recv_json(ws)  # "someone else"
+                await ws.send(shop_send("s-1", "c", 1, "http://shop.example/r.png"))
+                await recv_json(ws)
+                await h.say("d", "not for c")
+                await h.say("c", "two")
+                (_, shop_id, shop), (_, two_id, two) = await read_events(stream, 2)
+            assert (shop["from"], shop["msg_type"], shop["content"]) == ("shop", 1, "http://shop.example/r.png")
+            assert (two["from"], two["content"], int(shop_id) < int(two_id)) == ("customer", "two", True)
+        # A browser reconnecting sends Last-Event-ID and gets only what it missed.
+        headers = {"Last-Event-ID": shop_id}
+        async with h.http.get("/chat/events", params={"customer_id": "c"}, headers=headers) as stream:
+            assert [(e, i) for e, i, _ in await read_events(stream, 2)] == [("status", ""), ("message", two_id)]
+            started = time.monotonic()
+            await h.sim.stop()  # an open stream must not hold the simulator up
+            assert time.monotonic() - started < 1.5
+            assert await asyncio.wait_for(stream.content.read(), RECV_TIMEOUT_S) == b""
+
+    run(scenario)
+
+
+@pytest.mark.timeout(30)
+def test_page_forms_work_without_javascript() -> None:
+    async def scenario(h: Harness) -> None:
+        async with h.connect() as ws:
+            form = photo_form(PNG, customer_id="web 2", name="小李", action="photo")
+            async with h.http.post("/", data=form) as resp:
+                assert resp.status == 200  # followed the redirect back to the page
+                assert 'value="小李"' in await resp.text()
+            photo = await recv_json(ws)
+            pay_form = {"customer_id": "web 2", "action": "pay", "amount": "12.5"}
+            async with h.http.post("/", data=pay_form) as resp:
+                assert resp.status == 200
+            pay = await recv_json(ws)
+            for bad in ({**pay_form, "amount": "abc"}, {**pay_form, "amount": "-1"}):
+                async with h.http.post("/", data=bad) as resp:
+                    assert resp.status == 400 and "amount" in await resp.text()
+            async with h.http.post("/", data=photo_form(b"", customer_id="web 2", action="photo")) as resp:
+                assert resp.status == 400
+            async with h.http.post("/", data=photo_form(b"not an image", customer_id="web 2", action="photo")) as resp:
+                assert resp.status == 400 and "not an image" in await resp.text()
+        assert (photo["kind"], photo["customer"]["name"]) == ("image", "小李")
+        async with aiohttp.ClientSession() as browser, browser.get(photo["content"]) as resp:
+            assert await resp.read() == PNG
+        assert (pay["kind"], pay["content"]) == ("payment", {"order_id": "SIM-1", "amount": 12.5})
+
+    run(scenario)

@@ -1,0 +1,107 @@
+"""Renderer pool: hands the outbox's analyze and render rows to worker actors, one job per worker at a time.
+
+The pool owns no thread, so it may create children: RENDER_CONCURRENCY workers, each a process that
+blocks on its one job (download, analysis, Gemini or the local renderer). Rows stay pending in the
+outbox until a worker settles them, so a job lost with a killed worker (or pool) is handed out again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from thespian.actors import ActorAddress, ChildActorExited
+
+from actors.base import ServiceActor, now
+from actors.render_worker import RenderWorker
+from persistence import outbox
+from protocol.messages import Configure, JobNotice, WorkDone, WorkItem, WorkNudge
+
+
+class RendererPool(ServiceActor):
+    """Bounded concurrency over the analyze and render queues; quotes never wait behind renders."""
+
+    kind = "renderer"
+
+    def on_configure(self) -> None:
+        assert self.settings is not None
+        self.size = self.settings.RENDER_CONCURRENCY
+        self.idle: list[ActorAddress] = []
+        self.busy: list[tuple[ActorAddress, str, str, float]] = []  # worker, key, kind, since
+        self.counts = {"analyzed": 0, "rendered": 0, "workers_lost": 0}
+        self.serial = 0
+        for _ in range(self.size):
+            self._spawn()
+        self.every(self.settings.SWEEP_INTERVAL_S, "sweep")
+        self._fill()
+
+    def _spawn(self) -> None:
+        assert self.settings is not None and self.book is not None
+        self.serial += 1
+        worker = self.createActor(RenderWorker)
+        self.send(worker, Configure(settings=self.settings, name=f"render_worker:{self.serial}", book=self.book))
+        self.idle.append(worker)
+
+    def on_book(self) -> None:
+        assert self.settings is not None and self.book is not None
+        for worker in self.idle + [b[0] for b in self.busy]:
+            self.send(worker, Configure(settings=self.settings, name="render_worker", book=self.book))
+
+    def on_message(self, msg: Any, sender: ActorAddress) -> None:
+        if isinstance(msg, WorkNudge):
+            self._fill()
+        elif isinstance(msg, WorkDone):
+            self._done(sender, msg)
+        elif isinstance(msg, ChildActorExited):
+            self._lost(msg.childAddress)
+        else:
+            super().on_message(msg, sender)
+
+    def on_timer(self, name: str) -> None:
+        if name == "sweep":
+            self._fill()
+
+    def _done(self, worker: ActorAddress, msg: WorkDone) -> None:
+        entry = next((b for b in self.busy if b[0] == worker), None)
+        if entry is not None:
+            self.busy.remove(entry)
+            self.idle.append(worker)
+            self.counts["analyzed" if entry[2] == "analyze" else "rendered"] += 1
+        if msg.event_id is not None and self.book is not None:
+            self.tell(self.book.conversations, JobNotice(customer_id=msg.customer_id, event_ids=[msg.event_id]))
+        self._fill()
+
+    def _lost(self, worker: ActorAddress) -> None:
+        entry = next((b for b in self.busy if b[0] == worker), None)
+        if entry is not None:
+            self.busy.remove(entry)
+            self.log.warning("render worker died during %s %s; it is handed out again", entry[2], entry[1])
+        elif worker in self.idle:
+            self.idle.remove(worker)
+        else:
+            return  # a repeat notice
+        self.counts["workers_lost"] += 1
+        self._spawn()
+        self._fill()
+
+    def _fill(self) -> None:
+        if not self.idle:
+            return
+        t = now()
+        inflight = frozenset(b[1] for b in self.busy)
+        # Analyses (a customer waiting for a quote) go first, and renders never hold every worker, so a
+        # quote is never queued behind a wave of renders (unless the pool has a single worker).
+        render_cap = max(1, self.size - 1)
+        busy_renders = sum(1 for b in self.busy if b[2] == "render")
+        for kind in ("analyze", "render"):
+            room = len(self.idle) if kind == "analyze" else min(len(self.idle), render_cap - busy_renders)
+            if room <= 0:
+                continue
+            for row in outbox.pending(kind, t, limit=room, exclude_keys=inflight):
+                worker = self.idle.pop()
+                self.busy.append((worker, row.key, kind, time.monotonic()))
+                self.send(worker, WorkItem(key=row.key, kind=kind, payload=outbox.payload_of(row)))
+
+    def detail(self) -> dict[str, Any]:
+        return {"workers": self.size, "busy": len(self.busy), "queued_keys": [b[1] for b in self.busy][:10],
+                **self.counts}

@@ -1,0 +1,754 @@
+"""The image job's state machine (SPEC §2): step(job, event, now) -> Step, and a customer's burst of messages.
+
+Pure: no I/O, no clock, no randomness. The caller persists the Step's job (compare-and-set on `version`),
+its moves and its effects in one transaction, then executors perform the effects.
+
+State × event → next state, effects (R = Reply, anything not listed raises IllegalJobEvent):
+
+  (new)            start_job(url)             → quoting           Analyze(url)
+  quoting          Analyzed                   → pending           R(quote with price, operation, text-heavy or not)
+                   Analyzed, paid while quoting → pending, paid, processing   Render, R(paid)
+                     (module was paused at payment → pending, paid; no Render: staff already have it)
+                   AnalysisFailed(reason)     → failed            R(photo unreadable, hint by reason)
+                                                                  + NotifyStaff(analysis_failed) when paid
+                   PaymentReceived            (stays)             paid, order_id, R(paid while quoting);
+                                                                  paused: R(paused) + NotifyStaff(payment_manual)
+                   CustomerText, unpaid       (stays)             operation word ≠ current: RecordChange(
+                                                                  modify_operation, accepted); other text:
+                                                                  RecordChange(add_note); no reply (the quote follows)
+                   Superseded (unpaid only)   → cancelled         R(new photo replaces the unpaid one)
+  pending          PaymentReceived            → paid, processing  R(paid), Render
+                   PaymentReceived, paused    → paid              R(paused), NotifyStaff(payment_manual)
+                   CustomerText               (stays)             as in quoting, with R(operation changed / note taken)
+                   Superseded                 → cancelled         R(new photo replaces the unpaid one)
+  paid, processing CustomerText               (stays)             operation word ≠ fixed one: RecordChange(
+  (quoting once paid)                                             modify_operation, refused) + R(refusal); other
+                                                                  text: RecordChange(add_requirement) + R(noted)
+  processing       RenderDone(current id)     → awaiting_confirm  SendImage(preview), R(ask e-mail) [+ Mail when
+                                                                  the e-mail is known] [+ NotifyStaff(qa_failed)]
+                   RenderFailed(current id)   → failed            R(designer follows up), NotifyStaff(render_failed)
+  awaiting_confirm CustomerText with e-mail   (stays)             Mail(seq = mails + 1, to)
+                   CustomerText, revision     → revision          R(ask what to change)
+                   CustomerText, operation ≠ fixed one (stays)    RecordChange(modify_operation, refused) + R(refusal)
+                   CustomerText, other        (stays)             R(reminder to send the e-mail)
+                   MailSent                   → completed         R(mailed)
+  revision         CustomerText / PhotoAsNote → processing        RecordChange(add_requirement), R(redo), Render
+  completed        CustomerText with e-mail   (stays)             Mail(seq = mails + 1, to)   (another address)
+                   CustomerText, revision     → revision          R(ask what to change)
+                   CustomerText, other        (stays)             nothing
+                   MailSent                   (stays)             R(mailed)
+  any non-terminal Cancel                     → cancelled         nothing
+                   Transfer                   → transferred       nothing
+  any              PaymentReceived on a paid job                  nothing (a repeated notice)
+                   RenderDone / RenderFailed with another render id  nothing (stale)
+                   MailFailed with seq < mails                    nothing (a newer address is on its way)
+  awaiting_confirm, completed, processing, revision:
+                   MailFailed(seq = mails)    (stays)             email forgotten, R(mail failed),
+                                                                  NotifyStaff(mail_failed)
+  processing, revision: MailSent              (stays)             nothing (an earlier result's mail; the revised
+                                                                  result is mailed again when it is ready)
+
+An e-mail in any state before the result (quoting … revision) is remembered (R(noted) except in quoting)
+and mailed with the result. Small talk (好的, 嗯, emoji …) does nothing in any state. In paid, processing,
+revision and the unpaid states, aspect-ratio and perspective words also set those fields.
+MailSent / MailFailed for a seq the job never issued (outside 1..mails) is illegal everywhere.
+A step bumps `version` by 1 unless it is a no-op (no effects, no moves, job unchanged).
+
+handle_burst routes one customer's messages to these events (photos first; see its docstring).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+from core import pricing, replies, words
+from protocol.image import TERMINAL_JOB_STATES, Analysis, ChangeType, Complexity, JobState, Operation
+
+_S = JobState
+
+MOVES: dict[JobState, frozenset[JobState]] = {
+    _S.QUOTING: frozenset({_S.PENDING, _S.FAILED, _S.CANCELLED, _S.TRANSFERRED}),
+    _S.PENDING: frozenset({_S.PAID, _S.CANCELLED, _S.TRANSFERRED}),
+    _S.PAID: frozenset({_S.PROCESSING, _S.CANCELLED, _S.TRANSFERRED}),
+    _S.PROCESSING: frozenset({_S.AWAITING_CONFIRM, _S.FAILED, _S.CANCELLED, _S.TRANSFERRED}),
+    _S.AWAITING_CONFIRM: frozenset({_S.COMPLETED, _S.REVISION, _S.CANCELLED, _S.TRANSFERRED}),
+    _S.REVISION: frozenset({_S.PROCESSING, _S.CANCELLED, _S.TRANSFERRED}),
+    _S.COMPLETED: frozenset({_S.REVISION}),
+    _S.FAILED: frozenset(),
+    _S.TRANSFERRED: frozenset(),
+    _S.CANCELLED: frozenset(),
+}
+ENDED: frozenset[JobState] = frozenset({_S.FAILED, _S.TRANSFERRED, _S.CANCELLED})  # nothing the customer says reaches
+UNPAID: frozenset[JobState] = frozenset({_S.QUOTING, _S.PENDING})
+BEFORE_RESULT: frozenset[JobState] = frozenset({_S.QUOTING, _S.PENDING, _S.PAID, _S.PROCESSING, _S.REVISION})
+
+
+class IllegalJobEvent(Exception):
+    """An event arrived in a state where the table does not allow it."""
+
+    def __init__(self, job_id: str, state: JobState, event_name: str) -> None:
+        super().__init__(f"job {job_id} in state {state.value!r} cannot take {event_name}")
+        self.job_id, self.state, self.event_name = job_id, state, event_name
+
+
+# -- the job -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One photo's job: what was asked, quoted and paid, how far rendering and delivery got."""
+
+    job_id: str
+    customer_id: str
+    state: JobState = _S.QUOTING
+    operation: Operation = Operation.ENHANCE
+    operation_explicit: bool = False  # the customer named it (rather than the default)
+    source_url: str = ""
+    price: int | None = None
+    complexity: Complexity | None = None
+    has_text: bool = False
+    notes: tuple[str, ...] = ()  # add_note before payment, add_requirement after
+    revision_notes: tuple[str, ...] = ()
+    aspect_ratio: str = "1:1"
+    perspective_fix: bool = False
+    paid: bool = False
+    order_id: str = ""
+    renders: int = 0  # render requests issued so far
+    result_url: str | None = None
+    preview_url: str | None = None
+    email: str | None = None
+    mails: int = 0  # mail requests issued so far
+    version: int = 0
+    manual: bool = False  # paid while the image module was paused: staff render it, never the machine
+
+    @classmethod
+    def new(cls, job_id: str, customer_id: str, url: str) -> Job:
+        """A job for a photo just received, before any step (version 0)."""
+        return cls(job_id=job_id, customer_id=customer_id, source_url=url)
+
+
+def render_id(job: Job) -> str:
+    """Id of the job's latest render request (stable: the renderer's idempotency key)."""
+    return f"{job.job_id}-r{job.renders}"
+
+
+# -- events ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PhotoReceived:
+    """A customer photo: only ever starts a job (start_job)."""
+
+    name: ClassVar[str] = "photo_received"
+    url: str
+
+
+@dataclass(frozen=True)
+class Analyzed:
+    """The photo's analysis is in."""
+
+    name: ClassVar[str] = "analyzed"
+    analysis: Analysis
+
+
+@dataclass(frozen=True)
+class AnalysisFailed:
+    """The photo could not be read; reason: not_image, too_large, download_failed, blocked_url, bomb, timeout."""
+
+    name: ClassVar[str] = "analysis_failed"
+    reason: str
+
+
+@dataclass(frozen=True)
+class CustomerText:
+    """Something the customer wrote that reached this job."""
+
+    name: ClassVar[str] = "customer_text"
+    text: str
+
+
+@dataclass(frozen=True)
+class PhotoAsNote:
+    """A photo sent while a revision is asked for: it shows what to change."""
+
+    name: ClassVar[str] = "photo_as_note"
+    url: str
+
+
+@dataclass(frozen=True)
+class PaymentReceived:
+    """A payment notice for this job; image_enabled is IMAGE_MODULE_ENABLED at that moment."""
+
+    name: ClassVar[str] = "payment_received"
+    order_id: str
+    amount: float
+    image_enabled: bool = True
+
+
+@dataclass(frozen=True)
+class RenderDone:
+    """The renderer finished a render request (QA included)."""
+
+    name: ClassVar[str] = "render_done"
+    render_id: str
+    result_url: str
+    preview_url: str
+    score: int
+    qa_passed: bool
+
+
+@dataclass(frozen=True)
+class RenderFailed:
+    """The renderer gave up on a render request; kind: safety | exhausted | error."""
+
+    name: ClassVar[str] = "render_failed"
+    render_id: str
+    reason: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class MailSent:
+    """Mail number seq went out."""
+
+    name: ClassVar[str] = "mail_sent"
+    seq: int
+
+
+@dataclass(frozen=True)
+class MailFailed:
+    """Mail number seq could not be delivered."""
+
+    name: ClassVar[str] = "mail_failed"
+    seq: int
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """A new photo arrived while this one was unpaid: the new one replaces it."""
+
+    name: ClassVar[str] = "superseded"
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Cancel the job (by customer or staff)."""
+
+    name: ClassVar[str] = "cancel"
+    reason: str = ""
+    by: str = "staff"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A human designer takes the job over."""
+
+    name: ClassVar[str] = "transfer"
+    reason: str = ""
+
+
+Event = (
+    PhotoReceived | Analyzed | AnalysisFailed | CustomerText | PhotoAsNote | PaymentReceived | RenderDone
+    | RenderFailed | MailSent | MailFailed | Superseded | Cancel | Transfer
+)
+
+
+# -- effects -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reply:
+    """Text to the customer."""
+
+    kind: ClassVar[str] = "reply"
+    text: str
+
+
+@dataclass(frozen=True)
+class SendImage:
+    """An image (URL) to the customer."""
+
+    kind: ClassVar[str] = "send_image"
+    url: str
+
+
+@dataclass(frozen=True)
+class Analyze:
+    """Download and analyse the photo."""
+
+    kind: ClassVar[str] = "analyze"
+    url: str
+
+
+@dataclass(frozen=True)
+class Render:
+    """Render the job; render_id is the idempotency key."""
+
+    kind: ClassVar[str] = "render"
+    render_id: str
+    operation: Operation
+    notes: tuple[str, ...]
+    revision_notes: tuple[str, ...]
+    aspect_ratio: str
+    perspective_fix: bool
+
+
+@dataclass(frozen=True)
+class Mail:
+    """Mail the result to `to`; seq numbers the job's mails from 1."""
+
+    kind: ClassVar[str] = "mail"
+    seq: int
+    to: str
+
+
+@dataclass(frozen=True)
+class NotifyStaff:
+    """Tell the shop's people something they must act on (text names customer, job and what to do)."""
+
+    kind: ClassVar[str] = "notify_staff"
+    event: str
+    text: str
+
+
+@dataclass(frozen=True)
+class RecordChange:
+    """A row of task_requirement_changes."""
+
+    kind: ClassVar[str] = "record_change"
+    type: ChangeType
+    old: str | None
+    new: str | None
+    by: str
+    accepted: bool
+
+
+Effect = Reply | SendImage | Analyze | Render | Mail | NotifyStaff | RecordChange
+
+
+@dataclass(frozen=True)
+class Move:
+    """One state change, for the job's history."""
+
+    from_state: JobState | None
+    to_state: JobState
+    event: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one event did: the job's new form, the effects to perform, the moves made."""
+
+    job: Job
+    effects: tuple[Effect, ...] = ()
+    moves: tuple[Move, ...] = ()
+
+
+# -- stepping ----------------------------------------------------------------------------------------
+class _Draft:
+    """The job being changed by one event: field changes, effects and moves, folded into a Step at the end."""
+
+    def __init__(self, job: Job, event: Event, now: float) -> None:
+        self.job, self.event, self.now = job, event, now
+        self.changes: dict[str, Any] = {}
+        self.effects: list[Effect] = []
+        self.moves: list[Move] = []
+
+    def get(self, name: str) -> Any:
+        return self.changes.get(name, getattr(self.job, name))
+
+    def set(self, **changes: Any) -> None:
+        self.changes.update(changes)
+
+    def move(self, to: JobState) -> None:
+        current = self.get("state")
+        if to not in MOVES[current]:
+            raise IllegalJobEvent(self.job.job_id, current, self.event.name)
+        self.moves.append(Move(current, to, self.event.name, self.now))
+        self.set(state=to)
+
+    def emit(self, *effects: Effect) -> None:
+        self.effects.extend(effects)
+
+    def say(self, text: str) -> None:
+        self.emit(Reply(text))
+
+    def illegal(self) -> IllegalJobEvent:
+        return IllegalJobEvent(self.job.job_id, self.job.state, self.event.name)
+
+    def step(self) -> Step:
+        job = replace(self.job, **self.changes)
+        if job == self.job and not self.effects and not self.moves:
+            return Step(self.job)
+        return Step(replace(job, version=self.job.version + 1), tuple(self.effects), tuple(self.moves))
+
+
+def start_job(job_id: str, customer_id: str, url: str, now: float) -> Step:
+    """A new job for a customer's photo: quoting, with the photo's analysis requested."""
+    job = replace(Job.new(job_id, customer_id, url), version=1)
+    return Step(job, (Analyze(url),), (Move(None, _S.QUOTING, PhotoReceived.name, now),))
+
+
+def step(job: Job, event: Event, now: float) -> Step:
+    """Apply one event to a job; IllegalJobEvent when the table has no row for (job.state, event)."""
+    draft = _Draft(job, event, now)
+    _HANDLERS[type(event)](draft, event)
+    return draft.step()
+
+
+def _staff(d: _Draft, event: str, what: str) -> None:
+    d.emit(NotifyStaff(event, f"客户 {d.job.customer_id} 的图片单 {d.job.job_id}:{what}"))
+
+
+def _start_render(d: _Draft) -> None:
+    renders = d.get("renders") + 1
+    d.set(renders=renders)
+    d.move(_S.PROCESSING)
+    d.emit(Render(render_id=f"{d.job.job_id}-r{renders}", operation=d.get("operation"), notes=d.get("notes"),
+                  revision_notes=d.get("revision_notes"), aspect_ratio=d.get("aspect_ratio"),
+                  perspective_fix=d.get("perspective_fix")))
+
+
+def _mail(d: _Draft, to: str) -> None:
+    seq = d.get("mails") + 1
+    d.set(email=to, mails=seq)
+    d.emit(Mail(seq=seq, to=to))
+
+
+def _photo_received(d: _Draft, e: PhotoReceived) -> None:
+    raise d.illegal()  # a photo starts a job (start_job); it is never an event of one
+
+
+def _analyzed(d: _Draft, e: Analyzed) -> None:
+    if d.job.state is not _S.QUOTING:
+        raise d.illegal()
+    price = pricing.quote(e.analysis)
+    d.set(price=price, complexity=e.analysis.complexity, has_text=e.analysis.has_text)
+    d.move(_S.PENDING)
+    if not d.job.paid:
+        d.say(replies.quote(d.job.operation, price, e.analysis.has_text))
+        return
+    d.move(_S.PAID)
+    if not d.job.manual:
+        d.say(replies.PAID)
+        _start_render(d)
+
+
+def _analysis_failed(d: _Draft, e: AnalysisFailed) -> None:
+    if d.job.state is not _S.QUOTING:
+        raise d.illegal()
+    d.move(_S.FAILED)
+    d.say(replies.photo_unreadable(e.reason))
+    if d.job.paid:
+        _staff(d, "analysis_failed", f"已付款(订单 {d.job.order_id}),但图片读不了({e.reason}),请联系客户要图或退款")
+
+
+def _layout(d: _Draft, text: str) -> None:
+    ratio = words.aspect_ratio(text)
+    if ratio is not None:
+        d.set(aspect_ratio=ratio)
+    if words.wants_perspective_fix(text):
+        d.set(perspective_fix=True)
+
+
+def _revision_note(d: _Draft, note: str) -> None:
+    _layout(d, note)
+    d.set(revision_notes=(*d.job.revision_notes, note))
+    d.emit(RecordChange(ChangeType.ADD_REQUIREMENT, None, note, "customer", True))
+    d.say(replies.REDO)
+    _start_render(d)
+
+
+def _customer_text(d: _Draft, e: CustomerText) -> None:
+    state, text = d.job.state, e.text
+    if state in ENDED:
+        raise d.illegal()
+    email = words.find_email(text)
+    if state in (_S.AWAITING_CONFIRM, _S.COMPLETED):
+        if email is not None:
+            _mail(d, email)
+        elif words.is_revision(text):
+            d.move(_S.REVISION)
+            d.say(replies.ASK_REVISION)
+        elif (state is _S.AWAITING_CONFIRM and not words.is_smalltalk(text)
+              and not _refuse_operation(d, words.detect_operation(text))):
+            d.say(replies.REMIND_EMAIL)
+        return
+    if email is not None:
+        d.set(email=email)
+        if state is not _S.QUOTING:  # in quoting the quote answers shortly
+            d.say(replies.EMAIL_NOTED)
+        return
+    if words.is_smalltalk(text):
+        return
+    if state is _S.REVISION:
+        _revision_note(d, text)
+        return
+    _layout(d, text)
+    wanted = words.detect_operation(text)
+    if not d.job.paid:
+        _unpaid_text(d, text, wanted)
+        return
+    if _refuse_operation(d, wanted):
+        return
+    d.set(notes=(*d.job.notes, text))
+    d.emit(RecordChange(ChangeType.ADD_REQUIREMENT, None, text, "customer", True))
+    d.say(replies.REQUIREMENT_TAKEN)
+
+
+def _refuse_operation(d: _Draft, wanted: Operation | None) -> bool:
+    """After payment the operation is fixed: record and politely refuse a different one; False if none was asked."""
+    if wanted is None or wanted is d.job.operation:
+        return False
+    d.emit(RecordChange(ChangeType.MODIFY_OPERATION, d.job.operation.value, wanted.value, "customer", False))
+    d.say(replies.operation_refused(d.job.operation))
+    return True
+
+
+def _unpaid_text(d: _Draft, text: str, wanted: Operation | None) -> None:
+    pending = d.job.state is _S.PENDING
+    if wanted is not None and wanted is not d.job.operation:
+        d.emit(RecordChange(ChangeType.MODIFY_OPERATION, d.job.operation.value, wanted.value, "customer", True))
+        d.set(operation=wanted, operation_explicit=True)
+        if pending:
+            d.say(replies.operation_changed(wanted, d.job.price))
+        return
+    if wanted is not None:
+        d.set(operation_explicit=True)
+    d.set(notes=(*d.job.notes, text))
+    d.emit(RecordChange(ChangeType.ADD_NOTE, None, text, "customer", True))
+    if pending:
+        d.say(replies.NOTE_TAKEN)
+
+
+def _photo_as_note(d: _Draft, e: PhotoAsNote) -> None:
+    if d.job.state is not _S.REVISION:
+        raise d.illegal()
+    _revision_note(d, f"参考图: {e.url}")
+
+
+def _payment(d: _Draft, e: PaymentReceived) -> None:
+    if d.job.paid:
+        return  # a repeated notice
+    if d.job.state not in UNPAID:
+        raise d.illegal()
+    d.set(paid=True, order_id=e.order_id)
+    if not e.image_enabled:
+        d.set(manual=True)
+        if d.job.state is _S.PENDING:
+            d.move(_S.PAID)
+        d.say(replies.PAID_PAUSED)
+        _staff(d, "payment_manual", f"已付款(订单 {e.order_id},{e.amount:g}元),自动处理已暂停,请设计师接手处理")
+    elif d.job.state is _S.QUOTING:
+        d.say(replies.PAID_WHILE_QUOTING)
+    else:
+        d.move(_S.PAID)
+        d.say(replies.PAID)
+        _start_render(d)
+
+
+def _render_done(d: _Draft, e: RenderDone) -> None:
+    if e.render_id != render_id(d.job):
+        return  # stale: a render this job no longer waits for
+    if d.job.state is not _S.PROCESSING:
+        raise d.illegal()
+    d.set(result_url=e.result_url, preview_url=e.preview_url)
+    d.move(_S.AWAITING_CONFIRM)
+    d.emit(SendImage(e.preview_url))
+    if d.job.email is not None:
+        d.say(replies.RESULT_AND_MAILING)
+        _mail(d, d.job.email)
+    else:
+        d.say(replies.ASK_EMAIL)
+    if not e.qa_passed:
+        _staff(d, "qa_failed", f"结果质检没过(得分 {e.score}),已先发给客户,请检查效果,需要的话重做")
+
+
+def _render_failed(d: _Draft, e: RenderFailed) -> None:
+    if e.render_id != render_id(d.job):
+        return  # stale
+    if d.job.state is not _S.PROCESSING:
+        raise d.illegal()
+    d.move(_S.FAILED)
+    d.say(replies.RENDER_FAILED)
+    _staff(d, "render_failed", f"自动处理失败({e.kind}: {e.reason}),请设计师手工处理并联系客户")
+
+
+def _check_seq(d: _Draft, seq: int) -> None:
+    if not 1 <= seq <= d.job.mails:
+        raise d.illegal()  # a mail this job never asked for
+
+
+def _mail_sent(d: _Draft, e: MailSent) -> None:
+    _check_seq(d, e.seq)
+    if d.job.state is _S.AWAITING_CONFIRM:
+        d.move(_S.COMPLETED)
+        d.say(replies.MAILED)
+    elif d.job.state is _S.COMPLETED:
+        d.say(replies.MAILED)
+    elif d.job.state not in (_S.PROCESSING, _S.REVISION):
+        raise d.illegal()
+
+
+def _mail_failed(d: _Draft, e: MailFailed) -> None:
+    _check_seq(d, e.seq)
+    if e.seq < d.job.mails:
+        return  # stale: the customer gave another address since
+    if d.job.state not in (_S.AWAITING_CONFIRM, _S.COMPLETED, _S.PROCESSING, _S.REVISION):
+        raise d.illegal()
+    address = d.job.email
+    d.set(email=None)
+    d.say(replies.MAIL_FAILED)
+    _staff(d, "mail_failed", f"结果邮件发不出去(邮箱 {address}: {e.error}),请确认客户邮箱")
+
+
+def _superseded(d: _Draft, e: Superseded) -> None:
+    if d.job.state not in UNPAID or d.job.paid:
+        raise d.illegal()
+    d.move(_S.CANCELLED)
+    d.say(replies.NEW_PHOTO_REPLACES)
+
+
+def _cancel(d: _Draft, e: Cancel) -> None:
+    if d.job.state in TERMINAL_JOB_STATES:
+        raise d.illegal()
+    d.move(_S.CANCELLED)
+
+
+def _transfer(d: _Draft, e: Transfer) -> None:
+    if d.job.state in TERMINAL_JOB_STATES:
+        raise d.illegal()
+    d.move(_S.TRANSFERRED)
+
+
+_HANDLERS: dict[type, Callable[[_Draft, Any], None]] = {
+    PhotoReceived: _photo_received,
+    Analyzed: _analyzed,
+    AnalysisFailed: _analysis_failed,
+    CustomerText: _customer_text,
+    PhotoAsNote: _photo_as_note,
+    PaymentReceived: _payment,
+    RenderDone: _render_done,
+    RenderFailed: _render_failed,
+    MailSent: _mail_sent,
+    MailFailed: _mail_failed,
+    Superseded: _superseded,
+    Cancel: _cancel,
+    Transfer: _transfer,
+}
+
+
+# -- a burst of one customer's messages --------------------------------------------------------------
+@dataclass(frozen=True)
+class TextIn:
+    """A text message."""
+
+    msg_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class PhotoIn:
+    """A photo (its URL)."""
+
+    msg_id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class PaymentIn:
+    """A payment notice."""
+
+    msg_id: str
+    order_id: str
+    amount: float
+
+
+@dataclass(frozen=True)
+class OrderIn:
+    """An order notice (recorded by the caller; no job effect)."""
+
+    msg_id: str
+    order_id: str
+    amount: float
+
+
+Input = TextIn | PhotoIn | PaymentIn | OrderIn
+
+
+@dataclass(frozen=True)
+class BurstResult:
+    """The steps a burst made, in order (a job may appear several times: its last step holds its final form),
+    and effects tied to no job."""
+
+    steps: list[Step] = field(default_factory=list)
+    loose_effects: tuple[Effect, ...] = ()
+
+
+def jobs_after(result: BurstResult) -> dict[str, Job]:
+    """Each job the burst touched, in its final form."""
+    return {s.job.job_id: s.job for s in result.steps}
+
+
+def handle_burst(active: list[Job], inputs: list[Input], new_job_id: Callable[[], str], image_enabled: bool,
+                 now: float, *, customer_id: str) -> BurstResult:
+    """Apply one customer's burst of messages to their live jobs (oldest first); no-op steps are left out.
+
+    Photos go first, so words and photo in either order make one quote. A photo is a revision note when the
+    newest job is in revision, replaces an unpaid job from before the burst, and otherwise starts a job;
+    new_job_id is called once per photo, in order. Texts go to the jobs this burst started, else to the newest
+    live job; a payment goes to the job with its order id, else the newest unpaid one.
+    """
+    jobs: dict[str, Job] = {j.job_id: j for j in active}
+    started: list[str] = []
+    steps: list[Step] = []
+    loose: list[Effect] = []
+
+    def live() -> list[Job]:
+        return [j for j in jobs.values() if j.state not in ENDED]
+
+    def apply(job: Job, event: Event) -> None:
+        result = step(job, event, now)
+        if result.effects or result.moves or result.job != job:
+            steps.append(result)
+            jobs[job.job_id] = result.job
+
+    photos = [i for i in inputs if isinstance(i, PhotoIn)]
+    for item in [*photos, *(i for i in inputs if not isinstance(i, PhotoIn))]:
+        if isinstance(item, PhotoIn):
+            job_id = new_job_id()
+            newest = (live() or [None])[-1]
+            if newest is not None and newest.state is _S.REVISION:
+                apply(newest, PhotoAsNote(item.url))
+                continue
+            if (newest is not None and newest.state in UNPAID and not newest.paid
+                    and newest.job_id not in started):
+                apply(newest, Superseded())
+            begun = start_job(job_id, customer_id, item.url, now)
+            steps.append(begun)
+            jobs[job_id] = begun.job
+            started.append(job_id)
+        elif isinstance(item, TextIn):
+            targets = [jobs[j] for j in started if jobs[j].state not in ENDED] or live()[-1:]
+            if not targets and words.detect_operation(item.text) is not None:
+                loose.append(Reply(replies.ASK_FOR_PHOTO))
+            for target in targets:
+                apply(target, CustomerText(item.text))
+        elif isinstance(item, PaymentIn):
+            target = _payment_target(live(), item.order_id)
+            if target is None:
+                loose.append(Reply(replies.PAYMENT_WITHOUT_PHOTO))
+                loose.append(NotifyStaff("payment_without_image",
+                                         f"客户 {customer_id} 付款了(订单 {item.order_id},{item.amount:g}元),"
+                                         "但没有找到待付款的图片,请人工跟进"))
+            else:
+                apply(target, PaymentReceived(item.order_id, item.amount, image_enabled))
+    return BurstResult(steps=steps, loose_effects=tuple(loose))
+
+
+def _payment_target(live: list[Job], order_id: str) -> Job | None:
+    """The job a payment is for: the one already paid by this order (a repeated notice), else the newest unpaid."""
+    if order_id:
+        for job in live:
+            if job.paid and job.order_id == order_id:
+                return job
+    unpaid = [j for j in live if j.state in UNPAID and not j.paid]
+    return unpaid[-1] if unpaid else None

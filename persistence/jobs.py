@@ -1,0 +1,343 @@
+"""Image-job store: jobs with their history, requirement changes, executor outcomes, render attempts, files.
+
+A conversation commits a whole decision in one transaction: each job's new form (compare-and-set on
+its version), its moves, its requirement changes, the inputs it consumed, and its effects as outbox
+rows. Executors settle an effect and leave its outcome as a JobEvent in one transaction too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from core import image_job as jm
+from persistence import outbox
+from persistence.db import atomic
+from persistence.models import (
+    Conversation,
+    ImageJob,
+    InboundMessage,
+    JobEvent,
+    JobTransition,
+    Outbox,
+    PublicFile,
+    RenderAttempt,
+    RequirementChange,
+)
+from protocol.im import MsgType
+from protocol.image import TERMINAL_JOB_STATES, Analysis, Complexity, JobState, Operation
+
+
+class StaleJob(Exception):
+    """Another writer changed a job (or consumed an input) first: reload and decide again."""
+
+
+# -- Job <-> row ----------------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+_ENUMS: dict[str, type[Enum]] = {"state": JobState, "operation": Operation, "complexity": Complexity}
+
+
+def job_json(job: jm.Job) -> str:
+    """The job as JSON (enums as values, tuples as lists)."""
+    return json.dumps({f.name: _plain(getattr(job, f.name)) for f in dataclasses.fields(job)}, ensure_ascii=False)
+
+
+def job_from_row(row: ImageJob) -> jm.Job:
+    """The core Job a row holds."""
+    data = json.loads(row.data)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(jm.Job):
+        if f.name not in data:
+            continue  # a field added by a newer release keeps its default
+        value = data[f.name]
+        if isinstance(value, list):
+            value = tuple(value)
+        elif f.name in _ENUMS and value is not None:
+            value = _ENUMS[f.name](value)
+        kwargs[f.name] = value
+    return jm.Job(**kwargs)
+
+
+def active_jobs(customer_id: str) -> list[jm.Job]:
+    """The customer's jobs that have not ended, oldest first."""
+    rows = (ImageJob.select().where((ImageJob.customer_id == customer_id)
+                                    & ImageJob.state.not_in([s.value for s in TERMINAL_JOB_STATES]))
+            .order_by(ImageJob.created_at, ImageJob.job_id))
+    return [job_from_row(r) for r in rows]
+
+
+def load_job(job_id: str) -> jm.Job | None:
+    """One job by id, or None."""
+    row = ImageJob.get_or_none(ImageJob.job_id == job_id)
+    return job_from_row(row) if row else None
+
+
+# -- committing a decision ------------------------------------------------------------------------
+@dataclass
+class Decision:
+    """Everything a conversation decided for one burst of messages or one executor outcome."""
+
+    customer_id: str
+    cause: str  # stable id of what caused it ("m:<first msg_id>" or "e:<job event id>"): keys its effects
+    steps: list[jm.Step]
+    loose_effects: tuple[Any, ...] = ()
+    before: dict[str, int] = field(default_factory=dict)  # job id → version loaded (absent: a new job)
+    message_ids: list[int] = field(default_factory=list)  # InboundMessage rows consumed
+    event_ids: list[int] = field(default_factory=list)  # JobEvent rows consumed
+    extras: dict[str, dict[str, Any]] = field(default_factory=dict)  # job id → ImageJob columns to set
+
+
+@dataclass
+class Committed:
+    """What the commit queued, by executor, so the actor knows whom to nudge."""
+
+    kinds: set[str] = field(default_factory=set)
+
+
+def commit(decision: Decision, now: float) -> Committed:
+    """Write a decision in one transaction; StaleJob if another writer got there first."""
+    out = Committed()
+    with atomic():
+        _consume(decision, now)
+        final: dict[str, jm.Job] = {}
+        for step in decision.steps:
+            final[step.job.job_id] = step.job
+        for job_id, job in final.items():
+            _save_job(job, decision.before.get(job_id), decision.extras.get(job_id, {}), now)
+        for job_id, extras in decision.extras.items():
+            if job_id not in final:
+                ImageJob.update(**extras, updated_at=now).where(ImageJob.job_id == job_id).execute()
+        conv = Conversation.get_or_none(Conversation.customer_id == decision.customer_id)
+        account = (conv.acc_id, conv.acc_type) if conv else ("", "")
+        n = 0
+        for step in decision.steps:
+            for move in step.moves:
+                JobTransition.create(job_id=step.job.job_id, at=move.at, from_state=_plain(move.from_state),
+                                     to_state=_plain(move.to_state), event=move.event)
+            for effect in step.effects:
+                n += 1
+                _effect(effect, step.job, decision, n, account, now, out)
+        for effect in decision.loose_effects:
+            n += 1
+            _effect(effect, None, decision, n, account, now, out)
+    return out
+
+
+def _consume(decision: Decision, now: float) -> None:
+    if decision.message_ids:
+        claimed = (InboundMessage.update(processed_at=now)
+                   .where(InboundMessage.id.in_(decision.message_ids) & InboundMessage.processed_at.is_null())
+                   .execute())
+        if claimed != len(set(decision.message_ids)):
+            raise StaleJob(f"messages of {decision.customer_id} were processed by another writer")
+    if decision.event_ids:
+        claimed = (JobEvent.update(processed_at=now)
+                   .where(JobEvent.id.in_(decision.event_ids) & JobEvent.processed_at.is_null()).execute())
+        if claimed != len(set(decision.event_ids)):
+            raise StaleJob(f"job events of {decision.customer_id} were processed by another writer")
+
+
+def _save_job(job: jm.Job, before: int | None, extras: dict[str, Any], now: float) -> None:
+    values = {"state": job.state.value, "version": job.version, "data": job_json(job), "updated_at": now, **extras}
+    if before is None:
+        inserted = (ImageJob.insert(job_id=job.job_id, customer_id=job.customer_id, created_at=now, **values)
+                    .on_conflict_ignore().as_rowcount().execute())
+        if inserted != 1:
+            raise StaleJob(f"job {job.job_id} already exists")
+        return
+    changed = ImageJob.update(**values).where((ImageJob.job_id == job.job_id) & (ImageJob.version == before)).execute()
+    if changed != 1:
+        raise StaleJob(f"job {job.job_id} changed since version {before}")
+
+
+def _send(key: str, ref: str, customer_id: str, account: tuple[str, str], msg_type: MsgType, content: str,
+          now: float) -> None:
+    outbox.add(key=key, kind="im_send", ref=ref, now=now, payload={
+        "send_id": key, "acc_id": account[0], "acc_type": account[1], "customer_id": customer_id,
+        "msg_type": int(msg_type), "content": content,
+    })
+
+
+def _effect(effect: Any, job: jm.Job | None, d: Decision, n: int, account: tuple[str, str], now: float,
+            out: Committed) -> None:
+    ref = job.job_id if job else f"customer:{d.customer_id}"
+    key = f"{d.cause}:{n}"
+    if isinstance(effect, jm.Reply):
+        _send(key, ref, d.customer_id, account, MsgType.TEXT, effect.text, now)
+        out.kinds.add("im_send")
+    elif isinstance(effect, jm.SendImage):
+        _send(key, ref, d.customer_id, account, MsgType.IMAGE, effect.url, now)
+        out.kinds.add("im_send")
+    elif isinstance(effect, jm.Analyze):
+        assert job is not None
+        outbox.add(key=f"analyze:{job.job_id}", kind="analyze", ref=ref, now=now,
+                   payload={"job_id": job.job_id, "customer_id": d.customer_id, "url": effect.url})
+        out.kinds.add("analyze")
+    elif isinstance(effect, jm.Render):
+        assert job is not None
+        row = ImageJob.get(ImageJob.job_id == job.job_id)
+        outbox.add(key=effect.render_id, kind="render", ref=ref, now=now, payload={
+            "job_id": job.job_id, "customer_id": d.customer_id, "render_id": effect.render_id,
+            "source_path": row.source_path, "operation": _plain(effect.operation), "notes": list(effect.notes),
+            "revision_notes": list(effect.revision_notes), "aspect_ratio": effect.aspect_ratio,
+            "perspective_fix": effect.perspective_fix,
+        })
+        out.kinds.add("render")
+    elif isinstance(effect, jm.Mail):
+        assert job is not None
+        row = ImageJob.get(ImageJob.job_id == job.job_id)
+        mail_key = f"mail:{job.job_id}:{effect.seq}"
+        outbox.add(key=mail_key, kind="mail", ref=ref, now=now, payload={
+            "job_id": job.job_id, "customer_id": d.customer_id, "seq": effect.seq, "to": effect.to,
+            "attachment": row.result_path, "message_id": f"<{mail_key.replace(':', '.')}@retouch-shop>",
+        })
+        Conversation.update(email=effect.to, email_status="given").where(
+            Conversation.customer_id == d.customer_id).execute()
+        out.kinds.add("mail")
+    elif isinstance(effect, jm.NotifyStaff):
+        outbox.add(key=f"staff:{key}", kind="staff", ref=ref, now=now, payload={
+            "event": effect.event, "text": effect.text, "customer_id": d.customer_id,
+            "job_id": job.job_id if job else None,
+        })
+        out.kinds.add("staff")
+    elif isinstance(effect, jm.RecordChange):
+        RequirementChange.create(task=job.job_id if job else "", type=_plain(effect.type), old=effect.old,
+                                 new=effect.new, at=now, by=effect.by, accepted=effect.accepted)
+    else:
+        raise TypeError(f"no outbox form for effect {type(effect).__name__}")
+
+
+# -- executors' outcomes --------------------------------------------------------------------------
+def settle(key: str, status: str, event_kind: str, customer_id: str, job_id: str, payload: dict[str, Any],
+           now: float, error: str | None = None, extras: dict[str, Any] | None = None) -> int | None:
+    """Settle an outbox row (delivered / failed) and record its outcome for the conversation, in one transaction;
+    the JobEvent id, or None if the row was settled before (a re-drive after a crash)."""
+    with atomic():
+        row = outbox._mark(key, status, now, error)
+        if row is None:
+            return None
+        if extras:
+            ImageJob.update(**extras, updated_at=now).where(ImageJob.job_id == job_id).execute()
+        ev = JobEvent.create(customer_id=customer_id, job_id=job_id, kind=event_kind, source=key,
+                             payload=json.dumps(payload, ensure_ascii=False), created_at=now)
+        return ev.id
+
+
+def unprocessed_events(customer_id: str | None = None, older_than: float | None = None,
+                       limit: int = 1000) -> list[JobEvent]:
+    """Executor outcomes no conversation has taken yet, oldest first."""
+    query = JobEvent.select().where(JobEvent.processed_at.is_null())
+    if customer_id is not None:
+        query = query.where(JobEvent.customer_id == customer_id)
+    if older_than is not None:
+        query = query.where(JobEvent.created_at <= older_than)
+    return list(query.order_by(JobEvent.id).limit(limit))
+
+
+def publish(path: Path, mime: str, job_id: str, now: float) -> str:
+    """Make a stored file reachable at an unguessable URL path (/files/<token>/<name>); call inside a transaction."""
+    token = secrets.token_urlsafe(18)
+    PublicFile.create(token=token, path=str(path), mime=mime, name=path.name, job_id=job_id, created_at=now)
+    return f"/files/{token}/{path.name}"
+
+
+def public_file(token: str) -> PublicFile | None:
+    """The file behind a token, or None."""
+    return PublicFile.get_or_none(PublicFile.token == token)
+
+
+# -- render attempts ------------------------------------------------------------------------------
+def attempts(render_id: str) -> dict[int, RenderAttempt]:
+    """A render request's attempts so far, by number."""
+    return {a.attempt: a for a in RenderAttempt.select().where(RenderAttempt.render_id == render_id)}
+
+
+def start_attempt(render_id: str, attempt: int, source: str, pid: int, now: float) -> None:
+    """Record an attempt before its (paid) call, so a crash leaves a trace and a stored result is never re-asked."""
+    with atomic():
+        RenderAttempt.insert(render_id=render_id, attempt=attempt, source=source, status="started", started_at=now,
+                             pid=pid).on_conflict(
+            conflict_target=[RenderAttempt.render_id, RenderAttempt.attempt],
+            update={RenderAttempt.status: "started", RenderAttempt.started_at: now, RenderAttempt.pid: pid},
+        ).execute()
+
+
+def finish_attempt(render_id: str, attempt: int, now: float, path: str | None = None, preview_path: str | None = None,
+                   mime: str | None = None, score: int | None = None, error: str | None = None) -> None:
+    """Record how an attempt ended: its stored result and score, or its error."""
+    with atomic():
+        RenderAttempt.update(status="done" if error is None else "failed", finished_at=now, path=path,
+                             preview_path=preview_path, mime=mime, score=score, error=error).where(
+            (RenderAttempt.render_id == render_id) & (RenderAttempt.attempt == attempt)).execute()
+
+
+# -- views ----------------------------------------------------------------------------------------
+def _attempt_view(a: RenderAttempt) -> dict[str, Any]:
+    return {"attempt": a.attempt, "source": a.source, "status": a.status, "score": a.score, "error": a.error,
+            "started_at": a.started_at, "finished_at": a.finished_at}
+
+
+def job_view(job_id: str, base_url: str) -> dict[str, Any] | None:
+    """One job for operators: state, quote, history, requirement changes, render attempts, result URL, mails."""
+    row = ImageJob.get_or_none(ImageJob.job_id == job_id)
+    if row is None:
+        return None
+    job = job_from_row(row)
+    data = json.loads(row.data)
+    renders = [f"{job_id}-r{i}" for i in range(1, job.renders + 1)]
+    attempts_by = {}
+    for a in (RenderAttempt.select().where(RenderAttempt.render_id.in_(renders))
+              .order_by(RenderAttempt.render_id, RenderAttempt.attempt)):
+        attempts_by.setdefault(a.render_id, []).append(_attempt_view(a))
+    mails = [{"seq": json.loads(m.payload)["seq"], "to": json.loads(m.payload)["to"], "status": m.status,
+              "error": m.error, "at": m.updated_at}
+             for m in Outbox.select().where((Outbox.kind == "mail") & (Outbox.ref == job_id)).order_by(Outbox.id)]
+    return {
+        "job_id": job_id, "customer_id": row.customer_id, "state": row.state, "version": row.version,
+        "operation": data.get("operation"), "price": data.get("price"), "complexity": data.get("complexity"),
+        "has_text": data.get("has_text"), "notes": data.get("notes", []),
+        "revision_notes": data.get("revision_notes", []), "paid": data.get("paid"),
+        "order_id": data.get("order_id"), "source_url": data.get("source_url"),
+        "result_url": _absolute(base_url, data.get("result_url")),
+        "preview_url": _absolute(base_url, data.get("preview_url")), "email": data.get("email"),
+        "analysis": json.loads(row.analysis) if row.analysis else None,
+        "created_at": row.created_at, "updated_at": row.updated_at,
+        "history": [{"at": t.at, "from": t.from_state, "to": t.to_state, "event": t.event}
+                    for t in JobTransition.select().where(JobTransition.job_id == job_id).order_by(JobTransition.id)],
+        "requirement_changes": [
+            {"type": c.type, "old": c.old, "new": c.new, "at": c.at, "by": c.by, "accepted": c.accepted}
+            for c in RequirementChange.select().where(RequirementChange.task == job_id).order_by(RequirementChange.id)
+        ],
+        "renders": [{"render_id": r, "attempts": attempts_by.get(r, [])} for r in renders],
+        "mails": mails,
+    }
+
+
+def _absolute(base_url: str, url: str | None) -> str | None:
+    if not url or not url.startswith("/"):
+        return url
+    return base_url.rstrip("/") + url
+
+
+def customer_jobs(customer_id: str, base_url: str) -> list[dict[str, Any]]:
+    """Every job of a customer, newest first, with its history."""
+    ids = [r.job_id for r in ImageJob.select(ImageJob.job_id).where(ImageJob.customer_id == customer_id)
+           .order_by(ImageJob.created_at.desc())]
+    return [v for v in (job_view(i, base_url) for i in ids) if v is not None]
+
+
+def analysis_of(row: ImageJob) -> Analysis | None:
+    """The stored analysis of a job's photo."""
+    return Analysis.model_validate_json(row.analysis) if row.analysis else None

@@ -1,0 +1,84 @@
+"""The image job's vocabulary (SPEC §2): operations, complexity, job states, analysis and render results."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Operation(StrEnum):
+    """What the shop does to a photo."""
+
+    ENHANCE = "enhance"
+    REMOVE_BG = "remove_bg"
+    RESIZE = "resize"
+    FIX_OLD_PHOTO = "fix_old_photo"
+    LAYERED = "layered"
+    VECTORIZE = "vectorize"
+
+
+class Complexity(StrEnum):
+    """How hard a photo is to fix; decides the price band."""
+
+    SIMPLE = "simple"
+    NORMAL = "normal"
+    COMPLEX = "complex"
+    HARD = "hard"
+
+
+class JobState(StrEnum):
+    """Where an image job is. `quoting` (photo received, analysis running) precedes SPEC's `pending`."""
+
+    QUOTING = "quoting"
+    PENDING = "pending"
+    PAID = "paid"
+    PROCESSING = "processing"
+    AWAITING_CONFIRM = "awaiting_confirm"
+    COMPLETED = "completed"
+    REVISION = "revision"
+    FAILED = "failed"
+    TRANSFERRED = "transferred"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_JOB_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.TRANSFERRED, JobState.CANCELLED})
+
+
+class ChangeType(StrEnum):
+    """task_requirement_changes.type (SPEC §2)."""
+
+    ADD_NOTE = "add_note"
+    MODIFY_OPERATION = "modify_operation"
+    ADD_REQUIREMENT = "add_requirement"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Analysis(_Frozen):
+    """What the analysis of a customer's photo found."""
+
+    width: int = Field(description="pixels")
+    height: int = Field(description="pixels")
+    format: str = Field(default="", description="Pillow format name, e.g. JPEG")
+    blur: float = Field(default=0.0, description="0 sharp … 100 very blurred")
+    noise: float = Field(default=0.0, description="0 clean … 100 very noisy")
+    damage: float = Field(default=0.0, description="0 intact … 100 badly damaged (scratches, fading, yellowing)")
+    complexity: Complexity = Field(description="price band the measures put it in")
+    has_text: bool = Field(default=False, description="signs, captions or other text in the image")
+    text: str = Field(default="", description="the text found, if any (first 200 characters)")
+    text_source: str = Field(default="none", description="ocr | gemini | none: who detected the text")
+
+
+class RenderedImage(_Frozen):
+    """A finished render: the deliverable file and a raster preview the customer is shown."""
+
+    path: str = Field(description="the deliverable under DATA_DIR/results (PNG, SVG or PSD)")
+    mime: str = Field(description="its media type")
+    preview_path: str = Field(description="a PNG the IM bridge can show (the file itself when it is a PNG)")
+    score: int = Field(description="quality check 0-100")
+    qa_passed: bool = Field(description="score reached QA_THRESHOLD")
+    attempts: int = Field(description="renders made for this request, QA re-renders included")
+    source: str = Field(description="gemini | local")
