@@ -149,7 +149,8 @@ class Conversations(ServiceActor):
         if name != "sweep":
             return
         assert self.settings is not None
-        idle_before = time.monotonic() - self.settings.CONVERSATION_IDLE_S
+        # Never passivate an actor whose burst window is still open: its messages would wait for the sweep.
+        idle_before = time.monotonic() - max(self.settings.CONVERSATION_IDLE_S, self.settings.DEBOUNCE_S + 1)
         for customer_id in [c for c, at in self.last_active.items() if at < idle_before]:
             self._passivate(customer_id)
         # An old actor that has not exited in time is not waited for any longer (the job store's

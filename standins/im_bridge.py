@@ -62,6 +62,7 @@ import io
 import json
 import logging
 import re
+import secrets
 import shutil
 import signal
 import tempfile
@@ -291,6 +292,7 @@ class BridgeSimulator:
         self._pending: dict[str, _Pending] = {}  # insertion order = original order, for replays
         self._acked: set[str] = set()
         self._seq = 0
+        self._run = secrets.token_hex(3)
         self._deliveries: list[dict[str, Any]] = []
         self._delivered_ids: set[str] = set()
         self._frames: list[dict[str, Any]] = []
@@ -659,10 +661,14 @@ class BridgeSimulator:
         return f"{self.public_http_url}/uploads/{name}"
 
     def _next_msg_id(self) -> str:
-        """Return a fresh ``sim-<n>`` id, skipping any a caller already chose by hand."""
+        """Return a fresh ``sim-<run>-<n>`` id, skipping any a caller already chose by hand.
+
+        The run part differs at every start: a restarted simulator must not reuse ids the system has
+        already stored, or it would take new messages for re-sent ones and drop them.
+        """
         while True:
             self._seq += 1
-            msg_id = f"sim-{self._seq}"
+            msg_id = f"sim-{self._run}-{self._seq}"
             if msg_id not in self._pending and msg_id not in self._acked:
                 return msg_id
 

@@ -14,7 +14,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[Launcher]:
-    launcher = Launcher(tmp_path / "conv", {"CONVERSATIONS_MAX_LIVE": "3", "CONVERSATION_IDLE_S": "2"})
+    launcher = Launcher(tmp_path / "conv", {"CONVERSATIONS_MAX_LIVE": "3", "CONVERSATION_IDLE_S": "2",
+                                                       "DEBOUNCE_S": "0.5", "RENDER_CONCURRENCY": "1"})
     try:
         launcher.start()
         yield launcher
@@ -39,8 +40,8 @@ def test_live_actors_are_capped_idle_ones_passivated_and_nothing_is_lost(shop: L
     wait_for(lambda: _router(shop)["live"] == 0, 15, 0.2, "idle conversations passivated")
     live = [a for a in shop.wait_healthy()["data"]["actors"] if a["kind"] == "conversation"]
     assert live == []
-    # Passivated actors' processes are gone: admin, logger, root and its four children remain.
-    wait_for(lambda: len(process_group_alive(next(iter(shop.pgids)))) == 7, 10, what="only 7 processes left")
+    # Passivated actors' processes are gone: admin, logger, root, its six children and one render worker remain.
+    wait_for(lambda: len(process_group_alive(next(iter(shop.pgids)))) == 10, 10, what="only 10 processes left")
 
 
 def test_a_killed_conversation_actor_is_replaced_and_its_customer_still_answered(shop: Launcher) -> None:
