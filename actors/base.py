@@ -24,6 +24,8 @@ from persistence.db import open_database
 from protocol.messages import AddressBook, Configure, Ping, Pong
 from protocol.settings import Settings
 
+CATCH_UP_S = (0.2, 0.6)
+
 
 class ServiceActor(Actor):
     """Base of our actors: dispatches by message type, never loses its watch, buffers until configured.
@@ -71,6 +73,16 @@ class ServiceActor(Actor):
         return {}
 
     # -- helpers --------------------------------------------------------------------------
+    def catch_up(self, name: str = "catch-up") -> None:
+        """Call on_timer(name) shortly after a (re)start, twice.
+
+        Until Root's new address book reaches every sibling, hints they send go to this actor's old,
+        dead address; looking at the database again once the book has spread serves that work in
+        well under a second instead of at the next sweep.
+        """
+        for delay in CATCH_UP_S:
+            self.wakeupAfter(delay, payload=name)
+
     def every(self, seconds: float, name: str) -> None:
         """Call on_timer(name) every seconds (re-armed after each call)."""
         self._periodic[name] = seconds

@@ -103,6 +103,12 @@ class ConversationActor(ServiceActor):
             self.burst_armed = True
             self.wakeupAfter(self.settings.DEBOUNCE_S, payload="burst")
 
+    def on_exit(self) -> None:
+        # Passivated (or replaced) inside a burst window: answer the burst now rather than leave it to a sweep.
+        if self.settings is not None and self.burst_armed:
+            self.burst_armed = False
+            self._take_burst()
+
     def on_timer(self, name: str) -> None:
         if name == "burst":
             self.burst_armed = False

@@ -47,6 +47,7 @@ class Conversations(ServiceActor):
         self.every(self.settings.SWEEP_INTERVAL_S, "sweep")
         self._route(messages.unhandled())
         self._notify_outcomes(jobs.unprocessed_events())
+        self.catch_up()
 
     def on_book(self) -> None:
         assert self.settings is not None and self.book is not None
@@ -146,6 +147,10 @@ class Conversations(ServiceActor):
             self._deliver(customer_id, msg)
 
     def on_timer(self, name: str) -> None:
+        if name == "catch-up":
+            self._route(messages.unhandled(older_than=now(), window_s=0))
+            self._notify_outcomes(jobs.unprocessed_events())
+            return
         if name != "sweep":
             return
         assert self.settings is not None

@@ -190,6 +190,11 @@ class Dispatch(ServiceActor):
         self.bridge = ThreadBridge("dispatch")
         self.loop = DispatchLoop(self.settings, self.bridge.post)
         self.bridge.start(self.loop.run)
+        self.catch_up()
+
+    def on_timer(self, name: str) -> None:
+        if name == "catch-up" and self.bridge is not None:
+            self.bridge.call(self.loop.wake)
 
     def on_message(self, msg: Any, sender: ActorAddress) -> None:
         if isinstance(msg, WorkNudge):

@@ -33,6 +33,7 @@ class RendererPool(ServiceActor):
         for _ in range(self.size):
             self._spawn()
         self.every(self.settings.SWEEP_INTERVAL_S, "sweep")
+        self.catch_up()
         self._fill()
 
     def _spawn(self) -> None:
@@ -58,7 +59,7 @@ class RendererPool(ServiceActor):
             super().on_message(msg, sender)
 
     def on_timer(self, name: str) -> None:
-        if name == "sweep":
+        if name in ("sweep", "catch-up"):
             self._fill()
 
     def _done(self, worker: ActorAddress, msg: WorkDone) -> None:

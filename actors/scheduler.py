@@ -75,6 +75,7 @@ class Scheduler(ServiceActor):
         self._load_all()
         self._expect_timer(timers.next_due(OWNER))
         self.every(s.SWEEP_INTERVAL_S, "sweep")
+        self.catch_up()
 
     # -- loading and indexing -------------------------------------------------------------
     def _load_all(self) -> None:
@@ -308,6 +309,10 @@ class Scheduler(ServiceActor):
 
     # -- time -----------------------------------------------------------------------------
     def on_timer(self, name: str) -> None:
+        if name == "catch-up":
+            self._match(messages.unconsumed_events())
+            self._after_change()
+            return
         if name == "consumed":
             self.idle_armed = False
             ids, self.idle_consumed = self.idle_consumed, []

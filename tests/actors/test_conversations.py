@@ -60,3 +60,32 @@ def test_a_killed_conversation_actor_is_replaced_and_its_customer_still_answered
     wait_for(lambda: shop.query("SELECT messages FROM conversation WHERE customer_id = 'victim'") == [(2,)], 10,
              what="the second message handled by a fresh actor")
     assert wait_for(victim_pid, 10, what="a fresh actor") != pid
+
+
+def test_one_writer_per_customer_when_actors_are_evicted_mid_burst(tmp_path: Path) -> None:
+    """With room for one live actor, every message evicts the other customer's actor while its burst is
+    open: the old and the new actor of a customer overlap, yet each photo is quoted exactly once."""
+    from tests.e2e.test_image_job import send_photo, texts
+
+    launcher = Launcher(tmp_path / "overlap", {"CONVERSATIONS_MAX_LIVE": "1", "DEBOUNCE_S": "0.4",
+                                               "RENDER_CONCURRENCY": "2"})
+    try:
+        launcher.start()
+        from tests.harness import photo_png
+
+        customers = [f"ov_{i}" for i in range(4)]
+        for i, c in enumerate(customers):
+            send_photo(launcher, c, photo_png(seed=40 + i))
+        for c in customers:
+            launcher.customer_says(c, "text", "帮我去背景")
+            launcher.customer_says(c, "text", "再加个白边")
+        for c in customers:
+            wait_for(lambda c=c: any("元" in t for t in texts(launcher, c)), 60, what=f"{c}'s quote")
+        wait_for(lambda: launcher.query("SELECT COUNT(*) FROM inboundmessage WHERE processed_at IS NULL")[0][0] == 0,
+                 20, what="every message taken by the job machine")
+        for c in customers:
+            assert len([t for t in texts(launcher, c) if "元" in t]) == 1, texts(launcher, c)
+            assert launcher.query("SELECT COUNT(*), MIN(state) FROM imagejob WHERE customer_id = ?", c) == [
+                (1, "pending")]
+    finally:
+        launcher.stop()

@@ -53,7 +53,7 @@ def _by_name(report: HealthReport) -> dict[str, object]:
 def test_every_child_is_up_and_reported(system: tuple[ActorSystem, object]) -> None:
     asys, root = system
     report = wait_for(lambda: (r := _health(asys, root)).ok and r, 20, what="all children up")
-    assert set(_by_name(report)) == {"root", "scheduler", "gateway", "conversations", "ingress"}
+    assert set(_by_name(report)) == {"root", "scheduler", "gateway", "conversations", "renderer", "dispatch", "ingress"}
     assert all(a.state == "running" and a.pid for a in report.actors)
 
 

@@ -17,9 +17,18 @@ import pytest
 from core import replies
 from standins.fake_gemini import FakeGemini, FaultSpec
 from standins.webhook_recorder import WebhookRecorder
-from tests.e2e.test_image_job import ASK_EMAIL, ASK_REVISION, MAIL_FAILED, MAILED, REDO, jobs_of, pay, send_photo
+from tests.e2e.test_image_job import (
+    ASK_EMAIL,
+    ASK_REVISION,
+    MAIL_FAILED,
+    MAILED,
+    REDO,
+    jobs_of,
+    pay,
+    send_photo,
+    wait_text,
+)
 from tests.e2e.test_image_job import images as images_of
-from tests.e2e.test_image_job import wait_text
 from tests.harness import Launcher, SmtpSink, free_port, photo_png, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
