@@ -244,31 +244,57 @@ def _listeners(port: int) -> list[int]:
     return pids
 
 
-class CallbackServer:
-    """A real aiohttp server playing Tianwang's callback endpoint; records what arrives."""
+class LoopbackServer:
+    """A real aiohttp server on a free loopback port, served from a thread of its own; subclasses add routes."""
 
-    def __init__(self, secret: str | None = None) -> None:
-        self.secret = secret
+    def __init__(self, ssl_context: Any = None) -> None:
         self.port = free_port()
-        self.received: list[dict[str, Any]] = []
-        self.fail_next = 0
+        self.ssl_context = ssl_context
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def routes(self, app: web.Application) -> None:
+        """Add this server's routes."""
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        self.routes(app)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port,
+                                                  ssl_context=self.ssl_context).start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    def __enter__(self) -> Any:
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+class CallbackServer(LoopbackServer):
+    """A real aiohttp server playing Tianwang's callback endpoint; records what arrives."""
+
+    def __init__(self, secret: str | None = None) -> None:
+        super().__init__()
+        self.secret = secret
+        self.received: list[dict[str, Any]] = []
+        self.fail_next = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/callback"
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/callback", self._handle)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        self._loop.run_forever()
 
     async def _handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -286,19 +312,6 @@ class CallbackServer:
 
     def statuses(self, task_id: str) -> list[str]:
         return [r["body"]["status"] for r in self.received if r["body"]["task_id"] == task_id]
-
-    def __enter__(self) -> CallbackServer:
-        self._thread.start()
-        self._ready.wait(5)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        async def _stop() -> None:
-            await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 def task_body(task_id: str, customer: str, trigger: dict[str, Any], action: dict[str, Any] | None = None,
@@ -338,15 +351,12 @@ class SmtpSink:
             self._controller = None
 
 
-class FileServer:
-    """A real aiohttp server on a free loopback port serving test files (photos, junk, endless streams)."""
+class FileServer(LoopbackServer):
+    """Serves test files (photos, junk, an endless stream) on a free loopback port."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.files: dict[str, tuple[bytes, str]] = {}
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/{name}"
@@ -356,18 +366,12 @@ class FileServer:
         self.files[name] = (body, content_type)
         return self.url(name)
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/huge", self._huge)
-        app.router.add_get("/{name}", self._file)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        self._loop.run_forever()
+        app.router.add_get("/{name}", self.serve_file)
 
-    async def _file(self, request: web.Request) -> web.Response:
+    async def serve_file(self, request: web.Request) -> web.Response:
+        """GET /{name}: a file put here, or 404."""
         body, content_type = self.files.get(request.match_info["name"], (b"", ""))
         if not content_type:
             return web.Response(status=404)
@@ -382,19 +386,6 @@ class FileServer:
             for _ in range(50):
                 await resp.write(chunk)
         return resp
-
-    def __enter__(self) -> FileServer:
-        self._thread.start()
-        self._ready.wait(5)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        async def _stop() -> None:
-            await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 def photo_png(seed: int = 1, size: tuple[int, int] = (640, 480), text: str | None = None,

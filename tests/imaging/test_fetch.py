@@ -9,7 +9,6 @@ import io
 import ipaddress
 import ssl
 import struct
-import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from aiohttp import web
 from PIL import Image
 
 from imaging.fetch import FetchError, fetch_image
-from tests.harness import free_port
+from tests.harness import FileServer
 
 
 def _png(size: tuple[int, int] = (64, 48), mode: str = "RGB") -> bytes:
@@ -37,47 +36,27 @@ def _patched_png_dimensions(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-class _Server:
+class _Server(FileServer):
     """A loopback aiohttp server with the endpoints the tests need."""
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.port = free_port()
+        super().__init__()
         self.ssl_context = ssl_context
-        self.files: dict[str, tuple[bytes, str]] = {
+        self.files.update({
             "photo.png": (_png(), "image/png"),
             "notes.txt": (b"this is not an image\n" * 10, "text/plain"),
             "bomb.png": (_png((8000, 6000), mode="1"), "image/png"),
             "huge-header.png": (_patched_png_dimensions(100_000, 100_000), "image/png"),
-        }
+        })
         self.streamed = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/endless", self._endless)
         app.router.add_get("/declared-huge", self._declared_huge)
         app.router.add_get("/slow", self._slow)
         app.router.add_get("/redirect/{to:.*}", self._redirect)
         app.router.add_get("/loop", self._loop_redirect)
-        app.router.add_get("/{name}", self._file)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port,
-                                                           ssl_context=self.ssl_context).start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _file(self, request: web.Request) -> web.Response:
-        body, content_type = self.files.get(request.match_info["name"], (b"", ""))
-        if not content_type:
-            return web.Response(status=404)
-        return web.Response(body=body, content_type=content_type)
+        app.router.add_get("/{name}", self.serve_file)
 
     async def _endless(self, request: web.Request) -> web.StreamResponse:
         # 50 MB in 64 KiB chunks, no Content-Length: only the byte count can stop it.
@@ -111,16 +90,6 @@ class _Server:
 
     async def _loop_redirect(self, request: web.Request) -> web.Response:
         raise web.HTTPFound("/loop")
-
-    def __enter__(self) -> _Server:
-        self._thread.start()
-        self._ready.wait(5)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 @pytest.fixture(scope="module")
