@@ -7,6 +7,7 @@ outbox until a worker settles them, so a job lost with a killed worker (or pool)
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -14,7 +15,7 @@ from thespian.actors import ActorAddress, ChildActorExited
 
 from actors.base import ServiceActor, now
 from actors.render_worker import RenderWorker
-from persistence import outbox
+from persistence import jobs, outbox
 from protocol.messages import Configure, JobNotice, WorkDone, WorkItem, WorkNudge
 
 
@@ -98,11 +99,29 @@ class RendererPool(ServiceActor):
             room = len(self.idle) if kind == "analyze" else min(len(self.idle), render_cap - busy_renders)
             if room <= 0:
                 continue
-            for row in outbox.pending(kind, t, limit=room, exclude_keys=inflight):
+            rows = outbox.pending(kind, t, limit=room, exclude_keys=inflight)
+            if kind == "render":
+                rows = [r for r in rows if r.key not in self._rendering_elsewhere([r.key for r in rows])]
+            for row in rows:
                 worker = self.idle.pop()
                 self.busy.append((worker, row.key, kind, time.monotonic()))
                 self.send(worker, WorkItem(key=row.key, kind=kind, payload=outbox.payload_of(row)))
 
+    def _rendering_elsewhere(self, render_ids: list[str]) -> set[str]:
+        # A worker orphaned by a killed pool finishes its paid call and settles the row itself;
+        # handing the row out again would pay Gemini twice. Its attempt names its (live) process.
+        return {render_id for render_id, pid in jobs.started_attempts(render_ids) if pid and _alive(pid)}
+
     def detail(self) -> dict[str, Any]:
         return {"workers": self.size, "busy": len(self.busy), "queued_keys": [b[1] for b in self.busy][:10],
                 **self.counts}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

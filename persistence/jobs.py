@@ -264,6 +264,14 @@ def attempts(render_id: str) -> dict[int, RenderAttempt]:
     return {a.attempt: a for a in RenderAttempt.select().where(RenderAttempt.render_id == render_id)}
 
 
+def started_attempts(render_ids: list[str]) -> list[tuple[str, int]]:
+    """(render id, pid) of attempts recorded as started and not finished, for these render requests."""
+    if not render_ids:
+        return []
+    return list(RenderAttempt.select(RenderAttempt.render_id, RenderAttempt.pid)
+                .where(RenderAttempt.render_id.in_(render_ids) & (RenderAttempt.status == "started")).tuples())
+
+
 def start_attempt(render_id: str, attempt: int, source: str, pid: int, now: float) -> None:
     """Record an attempt before its (paid) call, so a crash leaves a trace and a stored result is never re-asked."""
     with atomic():
