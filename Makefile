@@ -22,7 +22,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-BENCHES := ingress gateway conversations recovery
+BENCHES := ingress gateway conversations recovery render
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; echo; done

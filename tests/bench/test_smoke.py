@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.slow]
     ("gateway", "ratio ours/raw fan-out"),
     ("conversations", "peak total PSS"),
     ("recovery", "cold start with"),
+    ("render", "photo -> quote"),
 ])
 def test_benchmark_runs(bench: str, expect: str) -> None:
     # Its own process group: on a timeout the bench and the launcher it started go together (the
