@@ -136,28 +136,39 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def start_simulator(settings: Settings) -> tuple[subprocess.Popen[bytes], str, str]:
-    """Start the IM bridge simulator; its WebSocket URL and control URL.
+def start_standin(settings: Settings, module: str, args: list[str], what: str) -> tuple[subprocess.Popen[bytes], dict]:
+    """Start a stand-in (`python -m module`) and wait for the ready file in which it writes its URLs.
 
     Its output is not piped: the launcher runs no reader thread, since it forks the actor system.
     """
-    logs = settings.DATA_DIR / "logs"
-    ready = logs / "im_bridge.ready"
+    ready = settings.DATA_DIR / "logs" / f"{module.rsplit('.', 1)[-1]}.ready"
     ready.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "standins.im_bridge", "--host", "127.0.0.1",
-         "--ws-port", str(settings.IM_SIMULATOR_WS_PORT), "--http-port", str(settings.IM_SIMULATOR_HTTP_PORT),
-         "--record", str(logs / "im_bridge_frames.jsonl"), "--ready-file", str(ready)],
-        preexec_fn=_die_with_parent, cwd=Path(__file__).parent,
-    )
+    proc = subprocess.Popen([sys.executable, "-m", module, *args, "--ready-file", str(ready)],
+                            preexec_fn=_die_with_parent, cwd=Path(__file__).parent)
     deadline = time.monotonic() + 15
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise LaunchError("the IM bridge simulator did not start (see its output above)")
+            raise LaunchError(f"the {what} did not start (see its output above)")
         time.sleep(0.05)
-    urls = json.loads(ready.read_text())
+    return proc, json.loads(ready.read_text())
+
+
+def start_simulator(settings: Settings) -> tuple[subprocess.Popen[bytes], str, str]:
+    """Start the IM bridge simulator; its WebSocket URL and control URL."""
+    proc, urls = start_standin(settings, "standins.im_bridge", [
+        "--host", "127.0.0.1", "--ws-port", str(settings.IM_SIMULATOR_WS_PORT),
+        "--http-port", str(settings.IM_SIMULATOR_HTTP_PORT),
+        "--record", str(settings.DATA_DIR / "logs" / "im_bridge_frames.jsonl")], "IM bridge simulator")
     return proc, urls["ws_url"], urls["http_url"]
+
+
+def start_dispatch_standin(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the designer dispatch stand-in (designers 橘子 and 婷婷 online); its base URL."""
+    proc, urls = start_standin(settings, "standins.dispatch_api", [
+        "--host", "127.0.0.1", "--port", "0", "--state-path", str(settings.DATA_DIR / "dispatch-standin.json")],
+        "designer dispatch stand-in")
+    return proc, urls["url"]
 
 
 @dataclass
@@ -271,17 +282,23 @@ def main() -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    simulator = None
+    standins: list[subprocess.Popen[bytes]] = []
     try:
         settings = load_settings()
         check_data_dir(settings.DATA_DIR)
         log_defs = setup_logging(settings)
         prepare_database(settings)
         check_port_free(settings.HTTP_API_HOST, settings.HTTP_API_PORT, "HTTP API")
+        on_defaults = settings.defaults_in_use()
         sim_control = None
+        if not settings.TUHUI_DISPATCH_URL:
+            dispatch, dispatch_url = start_dispatch_standin(settings)
+            standins.append(dispatch)
+            settings = settings.model_copy(update={"TUHUI_DISPATCH_URL": dispatch_url})
         if not settings.IM_BRIDGE_URL:
             settings = simulator_ports(settings)
             simulator, ws_url, sim_control = start_simulator(settings)
+            standins.append(simulator)
             # The simulator serves the photos a person uploads on its page: the renderer may fetch them.
             allowed = ",".join(filter(None, [settings.FETCH_ALLOW_HOSTS, urlsplit(sim_control).netloc]))
             settings = settings.model_copy(update={"IM_BRIDGE_URL": ws_url, "FETCH_ALLOW_HOSTS": allowed})
@@ -294,10 +311,10 @@ def main() -> int:
         system = start_system(settings, log_defs)
     except LaunchError as exc:
         print(f"launcher: {exc}", file=sys.stderr)
-        if simulator is not None:
-            simulator.kill()
+        for proc in standins:
+            proc.kill()
         return 2
-    _banner(settings, sim_control)
+    _banner(settings, sim_control, on_defaults)
     nonce, misses = 0, 0
     try:
         while not stop.wait(WATCH_INTERVAL_S):
@@ -320,12 +337,13 @@ def main() -> int:
         log.info("shutting down")
         if "system" in locals() and system is not None:
             kill_system(system, graceful=True)
-        if simulator is not None:
-            simulator.terminate()
+        for proc in standins:
+            proc.terminate()
+        for proc in standins:
             try:
-                simulator.wait(3)
+                proc.wait(3)
             except subprocess.TimeoutExpired:
-                simulator.kill()
+                proc.kill()
         log.info("stopped")
     return 0
 
@@ -342,7 +360,7 @@ def _start_with_retry(settings: Settings, log_defs: dict, stop: threading.Event)
     return None
 
 
-def _banner(settings: Settings, sim_control: str | None) -> None:
+def _banner(settings: Settings, sim_control: str | None, on_defaults: list[str]) -> None:
     lines = [
         "retouch-shop service is up",
         f"  Tianwang API   {settings.api_base_url}/api/task/receive  (health: {settings.api_base_url}/api/health)",
@@ -356,8 +374,11 @@ def _banner(settings: Settings, sim_control: str | None) -> None:
     mail = (f"SMTP {settings.SMTP_HOST}:{settings.SMTP_PORT}" if settings.SMTP_HOST
             else f"files under {settings.DATA_DIR / 'outbox-mail'}")
     lines.append(f"  result e-mail  {mail}")
+    lines.append(f"  designers      dispatch API {settings.TUHUI_DISPATCH_URL}; human takeover pauses the AI for "
+                 f"{settings.TAKEOVER_MINUTES:g} min")
+    lines.append(f"  find-image     archive of originals and results, and {settings.asset_dir}")
     lines.append(f"  data           {settings.DATA_DIR}")
-    lines.append("  on embedded defaults: " + ("; ".join(settings.defaults_in_use()) or "none"))
+    lines.append("  on embedded defaults: " + ("; ".join(on_defaults) or "none"))
     lines.append("  stop with Ctrl-C (or SIGTERM)")
     print("\n".join(lines), flush=True)
 

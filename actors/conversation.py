@@ -18,7 +18,7 @@ from thespian.actors import ActorAddress, ActorExitRequest
 from actors.base import ServiceActor, now
 from core import image_job as jm
 from core.customer_events import JOB_KINDS, job_input
-from persistence import jobs, messages
+from persistence import handoffs, jobs, messages
 from persistence.models import JobEvent
 from protocol.image import Analysis
 from protocol.messages import (
@@ -57,6 +57,12 @@ def core_event(ev: JobEvent) -> tuple[jm.Event | None, dict[str, Any]]:
         return jm.MailSent(seq=p["seq"]), {}
     if ev.kind == "mail_failed":
         return jm.MailFailed(seq=p["seq"], error=p.get("error", "")), {}
+    if ev.kind == "handoff_queued":
+        return jm.HandOffQueued(), {}
+    if ev.kind == "handoff_assigned":
+        return jm.HandOffAssigned(designer=p["designer"], task_id=p.get("task_id", "")), {}
+    if ev.kind == "handoff_completed":
+        return jm.HandOffCompleted(notes=p.get("notes", "")), {}
     return None, {}
 
 
@@ -80,7 +86,8 @@ class ConversationActor(ServiceActor):
     def on_message(self, msg: Any, sender: ActorAddress) -> None:
         if isinstance(msg, CustomerMessages):
             self._hello(sender)
-            events = messages.handle_customer_messages(self.customer_id, msg.items, now())
+            events = messages.handle_customer_messages(self.customer_id, msg.items, now(),
+                                                       takeover_s=self.settings.TAKEOVER_MINUTES * 60)
             if events and self.book is not None:
                 self.tell(self.book.scheduler, CustomerEvents(items=events))
             if any(i.kind in JOB_KINDS for i in msg.items):
@@ -130,7 +137,8 @@ class ConversationActor(ServiceActor):
         def decide() -> jobs.Decision:
             active = jobs.active_jobs(self.customer_id)
             result = jm.handle_burst(active, inputs, iter(photo_ids).__next__, image_enabled, now(),
-                                     customer_id=self.customer_id)
+                                     customer_id=self.customer_id, last_job=jobs.last_job(self.customer_id),
+                                     open_handoff=handoffs.has_open(self.customer_id))
             return jobs.Decision(customer_id=self.customer_id, cause=f"m:{rows[0][1].msg_id}", steps=list(result.steps),
                                  loose_effects=tuple(result.loose_effects),
                                  before={j.job_id: j.version for j in active}, message_ids=[r for r, _ in rows])
@@ -144,6 +152,9 @@ class ConversationActor(ServiceActor):
             self._commit(lambda ev=ev: self._decide_outcome(ev))
 
     def _decide_outcome(self, ev: JobEvent) -> jobs.Decision:
+        if not ev.job_id:  # a hand-off or look-up tied to no job
+            return jobs.Decision(customer_id=self.customer_id, cause=f"e:{ev.id}", steps=[], event_ids=[ev.id],
+                                 loose_effects=jm.loose_outcome(ev.kind, json.loads(ev.payload)))
         job = jobs.load_job(ev.job_id)
         event, extras = core_event(ev)
         decision = jobs.Decision(customer_id=self.customer_id, cause=f"e:{ev.id}", steps=[], event_ids=[ev.id],
@@ -179,8 +190,8 @@ class ConversationActor(ServiceActor):
             return
         if "im_send" in kinds:
             self.tell(self.book.gateway, SendNudge())
-        if kinds & {"analyze", "render"}:
+        if kinds & {"analyze", "render", "find"}:
             self.tell(self.book.renderer, WorkNudge())
-        if kinds & {"mail", "staff"}:
+        if kinds & {"mail", "staff", "handoff"}:
             self.tell(self.book.dispatch, WorkNudge())
 

@@ -1,9 +1,13 @@
-"""Dispatch: result e-mail and staff notifications from the outbox, in its own loop thread.
+"""Dispatch: hand-offs to designers, result e-mail and staff notifications, in its own loop thread.
 
-Mail rows are sent with their stable Message-ID and settled with an outcome for the customer's
-conversation (mail_sent / mail_failed). Staff notifications are merged into as few WeChat Work
-messages as the robot's limits allow and retried until delivered; without WECHAT_WEBHOOK they go
-to the log.
+Hand-offs (SPEC §3 workflow 3) each become one task of the designer dispatch API: created under the
+hand-off's idempotency key (sent as a header and written into the description, so a re-drive after a
+crash finds the task instead of making a second one), assigned to the queue's suggestion or the online
+designer with the fewest open tasks, or queued until one comes online; assigned tasks are watched until
+a designer completes them. Mail rows are sent with their stable Message-ID and settled with an outcome
+for the customer's conversation (mail_sent / mail_failed). Staff notifications are merged into as few
+WeChat Work messages as the robot's limits allow and retried until delivered; without WECHAT_WEBHOOK
+they go to the log.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from thespian.actors import ActorAddress
 from actors.base import ServiceActor
 from actors.bridge import ThreadBridge
 from integrations.mailer import MailError, build_result_mail, mailer_from_settings
-from integrations.wechat import RateWindow, WebhookError, merge_notifications, post_markdown
-from persistence import jobs, outbox
+from integrations.tuhui import DispatchClient, DispatchError, DispatchRejected
+from integrations.wechat import MESSAGES_PER_MINUTE, RateWindow, WebhookError, merge_notifications, post_markdown
+from persistence import handoffs, jobs, outbox
 from persistence.db import atomic
-from persistence.models import Conversation
+from persistence.models import Conversation, Handoff
+from protocol.dispatch import pick_designer, task_name
 from protocol.messages import JobNotice, WorkNudge
 from protocol.settings import Settings
 
@@ -33,8 +39,13 @@ log = logging.getLogger("shop.dispatch")
 MAIL_TRIES = 3  # temporary SMTP failures before the customer is asked for another address
 MAIL_RETRY_S = 2.0
 STAFF_RETRY_MAX_S = 60.0
+STAFF_MIN_GAP_S = 60.0 / MESSAGES_PER_MINUTE  # the robot's 20 a minute, spread out
 MAIL_SUBJECT = "您的修图结果"
 MAIL_BODY = "您好,附件是您的修图结果,请查收。如需调整请在聊天里告诉我们。\n\n—— 修图小店"
+HANDOFF_POLL_S = 2.0  # how soon a queued hand-off looks for a designer again, and an open one is re-checked
+COMPLETION_POLL_S = 10.0  # how often an assigned task's status is read
+HANDOFF_RETRY_MAX_S = 60.0
+HANDOFF_TRIES_BEFORE_TELLING = 3  # failed tries of the dispatch API before the customer hears "queued"
 
 
 class DispatchLoop:
@@ -43,11 +54,15 @@ class DispatchLoop:
     def __init__(self, settings: Settings, post: Any) -> None:
         self.settings = settings
         self.post = post
+        self.base_url = settings.public_base_url
+        self.dispatch_key = settings.TUHUI_DISPATCH_KEY.get_secret_value() if settings.TUHUI_DISPATCH_KEY else None
         self.mailer = mailer_from_settings(settings)
         self.webhook = settings.WECHAT_WEBHOOK.get_secret_value() if settings.WECHAT_WEBHOOK else None
         self.window = RateWindow()
+        self.last_post = 0.0
         self._wake = asyncio.Event()
-        self.counts = {"mailed": 0, "mail_failed": 0, "staff_messages": 0, "staff_notes": 0}
+        self.counts = {"mailed": 0, "mail_failed": 0, "staff_messages": 0, "staff_notes": 0, "handoffs_assigned": 0,
+                       "handoffs_queued": 0, "handoffs_completed": 0, "dispatch_errors": 0}
 
     def wake(self) -> None:
         """From the actor (via call_soon_threadsafe): look at the outbox now."""
@@ -59,17 +74,98 @@ class DispatchLoop:
     async def run(self) -> None:
         """Serve the outbox forever; the sweep interval bounds how long a lost nudge delays work."""
         async with aiohttp.ClientSession() as session:
+            client = (DispatchClient(self.settings.TUHUI_DISPATCH_URL, self.dispatch_key, session)
+                      if self.settings.TUHUI_DISPATCH_URL else None)
             while True:
                 self._wake.clear()
+                busy = False
                 try:
+                    if client is not None:
+                        busy = await self._handoffs(client)
                     await self._mail()
                     await self._staff(session)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("dispatch pass failed; retried on the next wake-up")
+                wait = HANDOFF_POLL_S if busy else self.settings.SWEEP_INTERVAL_S
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.SWEEP_INTERVAL_S)
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    # -- hand-offs --------------------------------------------------------------------------------
+    async def _handoffs(self, client: DispatchClient) -> bool:
+        """Move every due hand-off one step; whether any is still open (then the loop polls sooner)."""
+        t = time.time()
+        for row in await self._db(handoffs.in_status, "new", t) + await self._db(handoffs.in_status, "queued", t):
+            await self._advance(client, row)
+        for row in await self._db(handoffs.in_status, "assigned", t):
+            await self._check_completed(client, row)
+        return bool(await self._db(_any_open))
+
+    async def _advance(self, client: DispatchClient, row: Handoff) -> None:
+        """Create the row's task if it has none, then assign it, or queue it when no designer is online."""
+        try:
+            task_id = row.task_id
+            if task_id is None:
+                if row.attempts > 0:  # a try that may have created the task before it failed or was killed
+                    task_id = await client.find_pending_by_key(row.key)
+                if task_id is None:
+                    task_id = await client.create_task(task_name(row.customer_id),
+                                                       await self._db(_description, row, self.base_url), row.key)
+                await self._db(handoffs.set_task, row.key, task_id, time.time())
+            designer = pick_designer(await client.queue(), await self._db(handoffs.open_counts))
+            if designer is None:
+                await self._queued(row, task_id, "现在没有设计师在线,任务已排队,有人上线自动派给他")
+                return
+            await client.assign(task_id, designer, row.reason[:500])
+        except DispatchError as exc:
+            await self._dispatch_failed(row, exc)
+            return
+        event_id = await self._db(handoffs.mark_assigned, row.key, task_id, designer,
+                                  f"已派给 **{designer}**(任务 {task_id}):{row.reason}", time.time())
+        self.counts["handoffs_assigned"] += 1
+        self._told(row, event_id)
+
+    async def _queued(self, row: Handoff, task_id: str | None, why: str) -> None:
+        if row.status == "new":
+            event_id = await self._db(handoffs.mark_queued, row.key,
+                                      f"{why}(任务 {task_id or '待创建'}):{row.reason}", time.time())
+            self.counts["handoffs_queued"] += 1
+            self._told(row, event_id)
+        else:
+            await self._db(_recheck, row.key, time.time() + HANDOFF_POLL_S)
+
+    async def _dispatch_failed(self, row: Handoff, exc: DispatchError) -> None:
+        self.counts["dispatch_errors"] += 1
+        offline_designer = isinstance(exc, DispatchRejected) and row.task_id is not None
+        delay = HANDOFF_POLL_S if offline_designer else min(HANDOFF_RETRY_MAX_S, 2.0 * 2 ** row.attempts)
+        tries = await self._db(handoffs.postpone, row.key, time.time(), delay, str(exc))
+        log.warning("hand-off %s: dispatch API %s (try %d, next in %.0f s)", row.key, exc, tries, delay)
+        if tries >= HANDOFF_TRIES_BEFORE_TELLING and not offline_designer:
+            # The customer should not wait in silence while the dispatch API is down: tell them and staff.
+            await self._db(handoffs.warn_once, row.key, "dispatch_failing",
+                           f"派单系统连不上({type(exc).__name__}),还在重试,请人工留意:{row.reason}", time.time())
+            if row.status == "new":
+                await self._queued(row, row.task_id, "派单系统暂时连不上,已排队重试")
+
+    async def _check_completed(self, client: DispatchClient, row: Handoff) -> None:
+        try:
+            task = await client.task(row.task_id)
+        except DispatchError as exc:
+            log.warning("hand-off %s: cannot read task %s: %s", row.key, row.task_id, exc)
+            await self._db(_recheck, row.key, time.time() + COMPLETION_POLL_S)
+            return
+        if task.status != "completed":
+            await self._db(_recheck, row.key, time.time() + COMPLETION_POLL_S)
+            return
+        event_id = await self._db(handoffs.mark_completed, row.key, task.notes or "", time.time())
+        self.counts["handoffs_completed"] += 1
+        self._told(row, event_id)
+
+    def _told(self, row: Handoff, event_id: int | None) -> None:
+        if event_id is not None:
+            self.post(("outcome", row.customer_id, event_id))
+        self._wake.set()  # its staff notification goes out on the next pass
 
     async def _mail(self) -> None:
         for row in await self._db(outbox.pending, "mail", time.time(), 20):
@@ -108,10 +204,14 @@ class DispatchLoop:
             await self._db(_deliver_all, [r.id for r in rows])
             self.counts["staff_notes"] += len(rows)
             return
-        if not self.window.allow(time.time()):
-            await asyncio.sleep(self.window.wait_s(time.time()))
-            self._wake.set()
+        # Paced as well as capped: a burst of events waits out the gap and leaves as one merged message
+        # instead of spending the minute's 20 messages in its first seconds.
+        gap = self.last_post + STAFF_MIN_GAP_S - time.time()
+        if gap > 0 or not self.window.allow(time.time()):
+            delay = max(gap, self.window.wait_s(time.time()))
+            asyncio.get_running_loop().call_later(delay, self._wake.set)
             return
+        self.last_post = time.time()
         merged = merge_notifications(notes)
         # The robot takes one message now; what else is waiting is merged again on the next pass.
         first = merged[0]
@@ -127,6 +227,31 @@ class DispatchLoop:
         self.counts["staff_notes"] += covered
         if covered < len(rows):
             self._wake.set()
+
+
+def _any_open() -> bool:
+    return Handoff.select().where(Handoff.status.in_(handoffs.OPEN)).exists()
+
+
+def _recheck(key: str, at: float) -> None:
+    Handoff.update(next_at=at).where(Handoff.key == key).execute()
+
+
+def _description(row: Handoff, base_url: str) -> str:
+    """What the designer reads: the reason, the customer, the image (and the result to check), and the key."""
+    conv = Conversation.get_or_none(Conversation.customer_id == row.customer_id)
+    job = jobs.load_job(row.job_id) if row.job_id else None
+    lines = [f"原因:{row.reason}", f"客户:{conv.name if conv and conv.name else ''}({row.customer_id})"]
+    if job is not None:
+        lines.append(f"图片单:{job.job_id},{job.operation.value},{job.price or '未报价'}元,"
+                     f"{'已付款 ' + job.order_id if job.paid else '未付款'}")
+    image = row.image_url or (conv.last_image_url if conv else "")
+    if image:
+        lines.append(f"客户图片:{image}")
+    if job is not None and job.result_url:
+        lines.append(f"自动处理结果:{jobs.absolute(base_url, job.result_url)}")
+    lines.append(f"[key:{row.key}]")
+    return "\n".join(lines)
 
 
 def _covered(notes: list[str], message: str) -> int:
@@ -149,11 +274,10 @@ def _markdown(p: dict[str, Any]) -> str:
 
 
 _EVENT_TITLES = {
-    "render_failed": "渲染失败,需要人工",
-    "qa_failed": "质检未通过,请人工检查",
-    "payment_without_image": "客户付款但没有图片",
-    "payment_manual": "付款待人工处理(自动修图已暂停)",
     "mail_failed": "邮件发送失败",
+    "dispatch_new": "新派单",
+    "dispatch_queued": "派单排队中(没有设计师在线)",
+    "dispatch_failing": "派单系统连不上",
 }
 
 

@@ -20,8 +20,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from persistence import jobs, messages, profiles, tasks
+from persistence import jobs, messages, profiles, takeover, tasks
 from protocol.messages import HealthReport
+from protocol.operator import PauseIn
 from protocol.settings import Settings
 from protocol.tianwang import CancelIn, EventIn, TaskIn, TaskStatus
 
@@ -242,6 +243,30 @@ async def conversation(request: web.Request) -> web.Response:
     return envelope(200, "ok", data)
 
 
+async def pause(request: web.Request) -> web.Response:
+    """POST /api/conversation/{customer_id}/pause: an operator takes over; the AI is silent to this customer."""
+    state = request.app[STATE]
+    customer_id = request.match_info["customer_id"]
+    empty = not request.content_length and not (await request.read()).strip()
+    body = PauseIn() if empty else await parse_body(request, PauseIn)
+    minutes = body.minutes if body.minutes is not None else state.settings.TAKEOVER_MINUTES
+    t = time.time()
+    data = await state.write(takeover.set_pause, customer_id, t + minutes * 60, body.by, body.reason, t)
+    if data is None:
+        raise ApiError(404, f"no conversation with customer {customer_id}")
+    return envelope(200, "已暂停AI回复", data)
+
+
+async def resume(request: web.Request) -> web.Response:
+    """POST /api/conversation/{customer_id}/resume: the AI answers this customer again."""
+    state = request.app[STATE]
+    customer_id = request.match_info["customer_id"]
+    data = await state.write(takeover.set_pause, customer_id, None, "", "", time.time())
+    if data is None:
+        raise ApiError(404, f"no conversation with customer {customer_id}")
+    return envelope(200, "已恢复AI回复", data)
+
+
 async def job(request: web.Request) -> web.Response:
     """GET /api/jobs/{job_id}: one image job with its attempts, requirement changes, result URL and mails."""
     state = request.app[STATE]
@@ -320,6 +345,8 @@ def make_app(state: ApiState) -> web.Application:
     app.router.add_get("/api/health", health)
     app.router.add_post("/api/event", event)
     app.router.add_get("/api/conversation/{customer_id}", conversation)
+    app.router.add_post("/api/conversation/{customer_id}/pause", pause)
+    app.router.add_post("/api/conversation/{customer_id}/resume", resume)
     app.router.add_get("/api/jobs/{job_id}", job)
     app.router.add_get("/files/{token}/{name}", public_file)
     return app

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import risk
 from core.render_prompt import qa_prompt, render_prompt
 from imaging.analysis import analyze
 from imaging.fetch import FetchError, fetch_image
 from imaging.local_renderer import render_local
 from imaging.quality import score_result
 from integrations.gemini import GeminiClient, GeminiError, SafetyBlocked, with_retries
-from persistence import jobs
+from persistence import image_index, jobs
 from persistence.db import atomic
-from protocol.image import Operation
+from protocol.image import Analysis, Operation
 from protocol.settings import Settings
 
 log = logging.getLogger("shop.render_worker")
@@ -60,6 +61,7 @@ def analyze_photo(settings: Settings, key: str, payload: dict[str, Any], gemini:
     try:
         fetched = fetch_image(payload["url"], images / job_id, allow_hosts(settings))
         analysis = analyze(Path(fetched.path))
+        image_index.add_file(Path(fetched.path), "original", job_id, time.time())  # find-image looks here too
     except FetchError as exc:
         log.info("job %s: photo not usable (%s): %s", job_id, exc.reason, exc)
         event_id = jobs.settle(key, "delivered", "analysis_failed", customer_id, job_id,
@@ -74,9 +76,27 @@ def analyze_photo(settings: Settings, key: str, payload: dict[str, Any], gemini:
                 analysis = analysis.model_copy(update={"has_text": True, "text": text[:200], "text_source": "gemini"})
         except GeminiError as exc:
             log.warning("job %s: Gemini text detection failed (%s); OCR's answer stands", job_id, type(exc).__name__)
+    analysis = _with_risk(analysis, Path(fetched.path), fetched.mime, gemini, job_id)
     event_id = jobs.settle(key, "delivered", "analyzed", customer_id, job_id,
                            {"analysis": analysis.model_dump(), "source_path": str(fetched.path)}, time.time())
     return Outcome(customer_id, event_id)
+
+
+def _with_risk(analysis: Analysis, path: Path, mime: str, gemini: GeminiClient | None, job_id: str) -> Analysis:
+    """The analysis with its risk verdict: the offline rules', made stricter by the vision model's when keyed."""
+    verdict = risk.assess(analysis.width, analysis.height, analysis.blur, analysis.noise, analysis.damage,
+                          analysis.text)
+    source = "rules"
+    if gemini is not None:
+        try:
+            said, why = with_retries(lambda: gemini.assess_risk(path.read_bytes(), mime), max_tries=2)
+            stricter = risk.stricter(verdict, risk.Assessment(said, f"模型判断:{why}"[:200], f"gemini_{said.value}"))
+            source = "gemini" if stricter is not verdict else source
+            verdict = stricter
+        except GeminiError as exc:
+            log.warning("job %s: Gemini risk check failed (%s); the rules' verdict stands", job_id, type(exc).__name__)
+    return analysis.model_copy(update={"risk": verdict.verdict, "risk_reason": verdict.reason,
+                                       "risk_rule": verdict.rule, "risk_source": source})
 
 
 @dataclass(frozen=True)
@@ -165,6 +185,7 @@ def _log_retry(exc: GeminiError, delay: float) -> None:
 def _done(settings: Settings, key: str, payload: dict[str, Any], best: _Result) -> Outcome:
     base = settings.public_base_url
     t = time.time()
+    image_index.add_file(Path(best.preview_path), "result", payload["job_id"], t)
     with atomic():
         result_url = base + jobs.publish(Path(best.path), best.mime, payload["job_id"], t)
         preview_url = result_url if best.preview_path == best.path else base + jobs.publish(
@@ -175,25 +196,15 @@ def _done(settings: Settings, key: str, payload: dict[str, Any], best: _Result) 
             "result_path": best.path,
         }, t, extras={"result_path": best.path})
         if event_id is None:
-            raise _AlreadySettled  # roll the published files back: the first settlement's URLs stand
+            raise AlreadySettled  # roll the published files back: the first settlement's URLs stand
     return Outcome(payload["customer_id"], event_id)
 
 
-class _AlreadySettled(Exception):
-    pass
+class AlreadySettled(Exception):
+    """The row was settled by an earlier run (a re-drive after a crash): this run's outcome is dropped."""
 
 
 def _failed(key: str, payload: dict[str, Any], reason: str, kind: str) -> Outcome:
     event_id = jobs.settle(key, "delivered", "render_failed", payload["customer_id"], payload["job_id"],
                            {"render_id": payload["render_id"], "reason": reason, "kind": kind}, time.time())
     return Outcome(payload["customer_id"], event_id)
-
-
-def perform(settings: Settings, key: str, kind: str, payload: dict[str, Any], gemini: GeminiClient | None) -> Outcome:
-    """Do one work item; an item settled before (a re-drive after a crash) yields no new outcome."""
-    try:
-        if kind == "analyze":
-            return analyze_photo(settings, key, payload, gemini)
-        return render_job(settings, key, payload, gemini)
-    except _AlreadySettled:
-        return Outcome(payload["customer_id"], None)

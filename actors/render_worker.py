@@ -8,10 +8,25 @@ from typing import Any
 from thespian.actors import ActorAddress, ActorExitRequest
 
 from actors.base import ServiceActor
-from actors.render_work import gemini_client, perform
+from actors.find_work import find_image
+from actors.render_work import AlreadySettled, Outcome, analyze_photo, gemini_client, render_job
+from integrations.gemini import GeminiClient
 from protocol.messages import WorkDone, WorkItem
+from protocol.settings import Settings
 
 ORPHAN_CHECK_S = 2.0
+
+
+def perform(settings: Settings, key: str, kind: str, payload: dict[str, Any], gemini: GeminiClient | None) -> Outcome:
+    """Do one work item (analyze, find or render); an item settled before yields no new outcome."""
+    try:
+        if kind == "analyze":
+            return analyze_photo(settings, key, payload, gemini)
+        if kind == "find":
+            return find_image(settings, key, payload)
+        return render_job(settings, key, payload, gemini)
+    except AlreadySettled:
+        return Outcome(payload["customer_id"], None)
 
 
 class RenderWorker(ServiceActor):

@@ -1,4 +1,4 @@
-"""Renderer pool: hands the outbox's analyze and render rows to worker actors, one job per worker at a time.
+"""Renderer pool: hands the outbox's analyze, find and render rows to worker actors, one job per worker at a time.
 
 The pool owns no thread, so it may create children: RENDER_CONCURRENCY workers, each a process that
 blocks on its one job (download, analysis, Gemini or the local renderer). Rows stay pending in the
@@ -29,7 +29,7 @@ class RendererPool(ServiceActor):
         self.size = self.settings.RENDER_CONCURRENCY
         self.idle: list[ActorAddress] = []
         self.busy: list[tuple[ActorAddress, str, str, float]] = []  # worker, key, kind, since
-        self.counts = {"analyzed": 0, "rendered": 0, "workers_lost": 0}
+        self.counts = {"analyze": 0, "find": 0, "render": 0, "workers_lost": 0}
         self.serial = 0
         for _ in range(self.size):
             self._spawn()
@@ -68,7 +68,7 @@ class RendererPool(ServiceActor):
         if entry is not None:
             self.busy.remove(entry)
             self.idle.append(worker)
-            self.counts["analyzed" if entry[2] == "analyze" else "rendered"] += 1
+            self.counts[entry[2]] += 1
         if msg.event_id is not None and self.book is not None:
             self.tell(self.book.conversations, JobNotice(customer_id=msg.customer_id, event_ids=[msg.event_id]))
         self._fill()
@@ -95,8 +95,8 @@ class RendererPool(ServiceActor):
         # quote is never queued behind a wave of renders (unless the pool has a single worker).
         render_cap = max(1, self.size - 1)
         busy_renders = sum(1 for b in self.busy if b[2] == "render")
-        for kind in ("analyze", "render"):
-            room = len(self.idle) if kind == "analyze" else min(len(self.idle), render_cap - busy_renders)
+        for kind in ("analyze", "find", "render"):
+            room = len(self.idle) if kind != "render" else min(len(self.idle), render_cap - busy_renders)
             if room <= 0:
                 continue
             rows = outbox.pending(kind, t, limit=room, exclude_keys=inflight)

@@ -8,37 +8,44 @@ State × event → next state, effects (R = Reply, anything not listed raises Il
   (new)            start_job(url)             → quoting           Analyze(url)
   quoting          Analyzed                   → pending           R(quote with price, operation, text-heavy or not)
                    Analyzed, paid while quoting → pending, paid, processing   Render, R(paid)
-                     (module was paused at payment → pending, paid; no Render: staff already have it)
+                   Analyzed, risk decline     → cancelled         R(polite refusal by rule)   (paid: hand-off instead)
+                   Analyzed, risk human       → transferred       HandOff(risk_human)
                    AnalysisFailed(reason)     → failed            R(photo unreadable, hint by reason)
-                                                                  + NotifyStaff(analysis_failed) when paid
-                   PaymentReceived            (stays)             paid, order_id, R(paid while quoting);
-                                                                  paused: R(paused) + NotifyStaff(payment_manual)
+                                              → transferred       HandOff(analysis_failed) when paid
+                   PaymentReceived            (stays)             paid, order_id, R(paid while quoting)
+                   PaymentReceived, paused    → transferred       HandOff(payment_manual)
                    CustomerText, unpaid       (stays)             operation word ≠ current: RecordChange(
                                                                   modify_operation, accepted); other text:
                                                                   RecordChange(add_note); no reply (the quote follows)
                    Superseded (unpaid only)   → cancelled         R(new photo replaces the unpaid one)
   pending          PaymentReceived            → paid, processing  R(paid), Render
-                   PaymentReceived, paused    → paid              R(paused), NotifyStaff(payment_manual)
+                   PaymentReceived, paused    → paid, transferred HandOff(payment_manual)
                    CustomerText               (stays)             as in quoting, with R(operation changed / note taken)
                    Superseded                 → cancelled         R(new photo replaces the unpaid one)
   paid, processing CustomerText               (stays)             operation word ≠ fixed one: RecordChange(
   (quoting once paid)                                             modify_operation, refused) + R(refusal); other
                                                                   text: RecordChange(add_requirement) + R(noted)
   processing       RenderDone(current id)     → awaiting_confirm  SendImage(preview), R(ask e-mail) [+ Mail when
-                                                                  the e-mail is known] [+ NotifyStaff(qa_failed)]
-                   RenderFailed(current id)   → failed            R(designer follows up), NotifyStaff(render_failed)
+                                                                  the e-mail is known]
+                   RenderDone, QA failed      → transferred       HandOff(qa_failed): a designer checks it first
+                   RenderFailed(current id)   → transferred       HandOff(render_failed | safety_blocked)
   awaiting_confirm CustomerText with e-mail   (stays)             Mail(seq = mails + 1, to)
                    CustomerText, revision     → revision          R(ask what to change)
                    CustomerText, operation ≠ fixed one (stays)    RecordChange(modify_operation, refused) + R(refusal)
                    CustomerText, other        (stays)             R(reminder to send the e-mail)
                    MailSent                   → completed         R(mailed)
   revision         CustomerText / PhotoAsNote → processing        RecordChange(add_requirement), R(redo), Render
-  completed        CustomerText with e-mail   (stays)             Mail(seq = mails + 1, to)   (another address)
+  completed        CustomerText, done by staff (stays)            nothing (the designer answers)
+                   CustomerText with e-mail   (stays)             Mail(seq = mails + 1, to)   (another address)
                    CustomerText, revision     → revision          R(ask what to change)
                    CustomerText, other        (stays)             nothing
                    MailSent                   (stays)             R(mailed)
   any non-terminal Cancel                     → cancelled         nothing
-                   Transfer                   → transferred       nothing
+                   Transfer(rule, reason)     → transferred       HandOff(rule, reason)
+  transferred      HandOffQueued              (stays)             R(no designer online, queued)
+                   HandOffAssigned(designer)  (stays)             R(SPEC's hand-off phrase) unless told when queued
+                   HandOffCompleted           → completed         done_by staff (the designer delivered)
+  failed, cancelled Analyzed / AnalysisFailed (stays)             nothing (a late analysis of a replaced photo)
   any              PaymentReceived on a paid job                  nothing (a repeated notice)
                    RenderDone / RenderFailed with another render id  nothing (stale)
                    MailFailed with seq < mails                    nothing (a newer address is on its way)
@@ -54,6 +61,10 @@ revision and the unpaid states, aspect-ratio and perspective words also set thos
 MailSent / MailFailed for a seq the job never issued (outside 1..mails) is illegal everywhere.
 A step bumps `version` by 1 unless it is a no-op (no effects, no moves, job unchanged).
 
+A hand-off is the Dispatch actor's work (HandOff): it creates one designer task, assigns it and tells staff; its
+outcome comes back as HandOffQueued / HandOffAssigned, which tell the customer once. Hand-offs and look-ups tied to
+no job (payment without a photo, "转人工" with no job, find-image) are loose effects; loose_outcome() answers theirs.
+
 handle_burst routes one customer's messages to these events (photos first; see its docstring).
 """
 
@@ -64,7 +75,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from core import pricing, replies, words
-from protocol.image import TERMINAL_JOB_STATES, Analysis, ChangeType, Complexity, JobState, Operation
+from protocol.image import TERMINAL_JOB_STATES, Analysis, ChangeType, Complexity, JobState, Operation, RiskVerdict
 
 _S = JobState
 
@@ -77,7 +88,7 @@ MOVES: dict[JobState, frozenset[JobState]] = {
     _S.REVISION: frozenset({_S.PROCESSING, _S.CANCELLED, _S.TRANSFERRED}),
     _S.COMPLETED: frozenset({_S.REVISION}),
     _S.FAILED: frozenset(),
-    _S.TRANSFERRED: frozenset(),
+    _S.TRANSFERRED: frozenset({_S.COMPLETED}),
     _S.CANCELLED: frozenset(),
 }
 ENDED: frozenset[JobState] = frozenset({_S.FAILED, _S.TRANSFERRED, _S.CANCELLED})  # nothing the customer says reaches
@@ -120,6 +131,13 @@ class Job:
     mails: int = 0  # mail requests issued so far
     version: int = 0
     manual: bool = False  # paid while the image module was paused: staff render it, never the machine
+    risk: str = ""  # risk verdict of the analysis: accept | human | decline ("" before it)
+    risk_reason: str = ""
+    handoff_rule: str = ""  # why a person has it: render_failed, qa_failed, risk_human, customer_asked, …
+    handoff_reason: str = ""
+    handoff_status: str = ""  # "" | asked | queued | assigned | done
+    designer: str = ""
+    done_by: str = ""  # "staff" when a designer completed it
 
     @classmethod
     def new(cls, job_id: str, customer_id: str, url: str) -> Job:
@@ -240,15 +258,41 @@ class Cancel:
 
 @dataclass(frozen=True)
 class Transfer:
-    """A human designer takes the job over."""
+    """Hand the job to a human designer; rule names why (customer_asked, staff, …), reason says it for staff."""
 
     name: ClassVar[str] = "transfer"
+    rule: str = "staff"
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class HandOffQueued:
+    """No designer was online: the dispatch task waits in the queue."""
+
+    name: ClassVar[str] = "handoff_queued"
+
+
+@dataclass(frozen=True)
+class HandOffAssigned:
+    """The dispatch task was assigned to a designer."""
+
+    name: ClassVar[str] = "handoff_assigned"
+    designer: str
+    task_id: str = ""
+
+
+@dataclass(frozen=True)
+class HandOffCompleted:
+    """The designer completed the dispatch task."""
+
+    name: ClassVar[str] = "handoff_completed"
+    notes: str = ""
 
 
 Event = (
     PhotoReceived | Analyzed | AnalysisFailed | CustomerText | PhotoAsNote | PaymentReceived | RenderDone
-    | RenderFailed | MailSent | MailFailed | Superseded | Cancel | Transfer
+    | RenderFailed | MailSent | MailFailed | Superseded | Cancel | Transfer | HandOffQueued | HandOffAssigned
+    | HandOffCompleted
 )
 
 
@@ -320,7 +364,33 @@ class RecordChange:
     accepted: bool
 
 
-Effect = Reply | SendImage | Analyze | Render | Mail | NotifyStaff | RecordChange
+@dataclass(frozen=True)
+class HandOff:
+    """Give the work to a human designer (SPEC §3 workflow 3); rule is a code, reason says it for staff."""
+
+    kind: ClassVar[str] = "handoff"
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FindImage:
+    """Look an image up in the shop's archive and assets (SPEC §3 workflow 1), by a reference photo or a past job."""
+
+    kind: ClassVar[str] = "find_image"
+    reference_url: str | None
+    job_id: str | None
+
+
+@dataclass(frozen=True)
+class SendFile:
+    """A file (URL) to the customer."""
+
+    kind: ClassVar[str] = "send_file"
+    url: str
+
+
+Effect = Reply | SendImage | SendFile | Analyze | Render | Mail | NotifyStaff | RecordChange | HandOff | FindImage
 
 
 @dataclass(frozen=True)
@@ -417,11 +487,31 @@ def _photo_received(d: _Draft, e: PhotoReceived) -> None:
     raise d.illegal()  # a photo starts a job (start_job); it is never an event of one
 
 
+def _hand_off(d: _Draft, rule: str, reason: str) -> None:
+    d.move(_S.TRANSFERRED)
+    d.set(handoff_rule=rule, handoff_reason=reason, handoff_status="asked")
+    d.emit(HandOff(rule, reason))
+
+
 def _analyzed(d: _Draft, e: Analyzed) -> None:
+    a = e.analysis
+    if d.job.state in ENDED:
+        if d.job.state is _S.TRANSFERRED:  # handed over while quoting: the designer still sees the measures
+            d.set(price=pricing.quote(a), complexity=a.complexity, has_text=a.has_text, risk=a.risk.value,
+                  risk_reason=a.risk_reason)
+        return
     if d.job.state is not _S.QUOTING:
         raise d.illegal()
-    price = pricing.quote(e.analysis)
-    d.set(price=price, complexity=e.analysis.complexity, has_text=e.analysis.has_text)
+    d.set(risk=a.risk.value, risk_reason=a.risk_reason)
+    if a.risk is RiskVerdict.DECLINE and not d.job.paid:
+        d.move(_S.CANCELLED)
+        d.say(replies.risk_declined(a.risk_rule))
+        return
+    if a.risk is not RiskVerdict.ACCEPT:  # a person decides (and refunds, when a declined photo was paid for)
+        _hand_off(d, "risk_" + a.risk.value, f"风险评估:{a.risk_reason}")
+        return
+    price = pricing.quote(a)
+    d.set(price=price, complexity=a.complexity, has_text=a.has_text)
     d.move(_S.PENDING)
     if not d.job.paid:
         d.say(replies.quote(d.job.operation, price, e.analysis.has_text))
@@ -433,12 +523,15 @@ def _analyzed(d: _Draft, e: Analyzed) -> None:
 
 
 def _analysis_failed(d: _Draft, e: AnalysisFailed) -> None:
+    if d.job.state in ENDED:
+        return
     if d.job.state is not _S.QUOTING:
         raise d.illegal()
+    if d.job.paid:
+        _hand_off(d, "analysis_failed", f"已付款(订单 {d.job.order_id}),但图片读不了({e.reason}),请联系客户要图或退款")
+        return
     d.move(_S.FAILED)
     d.say(replies.photo_unreadable(e.reason))
-    if d.job.paid:
-        _staff(d, "analysis_failed", f"已付款(订单 {d.job.order_id}),但图片读不了({e.reason}),请联系客户要图或退款")
 
 
 def _layout(d: _Draft, text: str) -> None:
@@ -461,6 +554,8 @@ def _customer_text(d: _Draft, e: CustomerText) -> None:
     state, text = d.job.state, e.text
     if state in ENDED:
         raise d.illegal()
+    if d.job.done_by == "staff":
+        return  # a designer delivered this job; what the customer says about it is theirs to answer
     email = words.find_email(text)
     if state in (_S.AWAITING_CONFIRM, _S.COMPLETED):
         if email is not None:
@@ -535,8 +630,7 @@ def _payment(d: _Draft, e: PaymentReceived) -> None:
         d.set(manual=True)
         if d.job.state is _S.PENDING:
             d.move(_S.PAID)
-        d.say(replies.PAID_PAUSED)
-        _staff(d, "payment_manual", f"已付款(订单 {e.order_id},{e.amount:g}元),自动处理已暂停,请设计师接手处理")
+        _hand_off(d, "payment_manual", f"已付款(订单 {e.order_id},{e.amount:g}元),自动处理已暂停,请设计师处理")
     elif d.job.state is _S.QUOTING:
         d.say(replies.PAID_WHILE_QUOTING)
     else:
@@ -551,6 +645,9 @@ def _render_done(d: _Draft, e: RenderDone) -> None:
     if d.job.state is not _S.PROCESSING:
         raise d.illegal()
     d.set(result_url=e.result_url, preview_url=e.preview_url)
+    if not e.qa_passed:  # the last attempt still failed the check: a designer looks before the customer does
+        _hand_off(d, "qa_failed", f"结果质检没过(得分 {e.score}),请检查或重做后发给客户")
+        return
     d.move(_S.AWAITING_CONFIRM)
     d.emit(SendImage(e.preview_url))
     if d.job.email is not None:
@@ -558,8 +655,6 @@ def _render_done(d: _Draft, e: RenderDone) -> None:
         _mail(d, d.job.email)
     else:
         d.say(replies.ASK_EMAIL)
-    if not e.qa_passed:
-        _staff(d, "qa_failed", f"结果质检没过(得分 {e.score}),已先发给客户,请检查效果,需要的话重做")
 
 
 def _render_failed(d: _Draft, e: RenderFailed) -> None:
@@ -567,9 +662,8 @@ def _render_failed(d: _Draft, e: RenderFailed) -> None:
         return  # stale
     if d.job.state is not _S.PROCESSING:
         raise d.illegal()
-    d.move(_S.FAILED)
-    d.say(replies.RENDER_FAILED)
-    _staff(d, "render_failed", f"自动处理失败({e.kind}: {e.reason}),请设计师手工处理并联系客户")
+    rule = "safety_blocked" if e.kind == "safety" else "render_failed"
+    _hand_off(d, rule, f"自动处理失败({e.kind}: {e.reason}),请设计师手工处理")
 
 
 def _check_seq(d: _Draft, seq: int) -> None:
@@ -616,7 +710,34 @@ def _cancel(d: _Draft, e: Cancel) -> None:
 def _transfer(d: _Draft, e: Transfer) -> None:
     if d.job.state in TERMINAL_JOB_STATES:
         raise d.illegal()
-    d.move(_S.TRANSFERRED)
+    _hand_off(d, e.rule, e.reason)
+
+
+def _handoff_queued(d: _Draft, e: HandOffQueued) -> None:
+    if d.job.state is not _S.TRANSFERRED:
+        raise d.illegal()
+    if d.job.handoff_status == "asked":
+        d.set(handoff_status="queued")
+        d.say(replies.HANDOFF_QUEUED)
+
+
+def _handoff_assigned(d: _Draft, e: HandOffAssigned) -> None:
+    if d.job.state is not _S.TRANSFERRED:
+        raise d.illegal()
+    if d.job.handoff_status not in ("asked", "queued"):
+        return  # a repeated outcome
+    if d.job.handoff_status == "asked":  # a customer told "queued" is not told again
+        d.say(replies.HANDED_OFF)
+    d.set(handoff_status="assigned", designer=e.designer)
+
+
+def _handoff_completed(d: _Draft, e: HandOffCompleted) -> None:
+    if d.job.state is _S.COMPLETED and d.job.done_by == "staff":
+        return  # a repeated outcome
+    if d.job.state is not _S.TRANSFERRED:
+        raise d.illegal()
+    d.move(_S.COMPLETED)
+    d.set(handoff_status="done", done_by="staff")
 
 
 _HANDLERS: dict[type, Callable[[_Draft, Any], None]] = {
@@ -633,6 +754,9 @@ _HANDLERS: dict[type, Callable[[_Draft, Any], None]] = {
     Superseded: _superseded,
     Cancel: _cancel,
     Transfer: _transfer,
+    HandOffQueued: _handoff_queued,
+    HandOffAssigned: _handoff_assigned,
+    HandOffCompleted: _handoff_completed,
 }
 
 
@@ -689,18 +813,25 @@ def jobs_after(result: BurstResult) -> dict[str, Job]:
 
 
 def handle_burst(active: list[Job], inputs: list[Input], new_job_id: Callable[[], str], image_enabled: bool,
-                 now: float, *, customer_id: str) -> BurstResult:
+                 now: float, *, customer_id: str, last_job: Job | None = None,
+                 open_handoff: bool = False) -> BurstResult:
     """Apply one customer's burst of messages to their live jobs (oldest first); no-op steps are left out.
 
     Photos go first, so words and photo in either order make one quote. A photo is a revision note when the
     newest job is in revision, replaces an unpaid job from before the burst, and otherwise starts a job;
     new_job_id is called once per photo, in order. Texts go to the jobs this burst started, else to the newest
     live job; a payment goes to the job with its order id, else the newest unpaid one.
+
+    Words asking for a person hand the newest live job (or, with none, the customer) to a designer, once:
+    open_handoff says a hand-off of this customer is still open. Words asking to find an image (找图, 原图)
+    make the burst's photos references rather than jobs, and look up by the first one, else by the newest
+    job (live, else last_job).
     """
     jobs: dict[str, Job] = {j.job_id: j for j in active}
     started: list[str] = []
     steps: list[Step] = []
     loose: list[Effect] = []
+    handed_off = open_handoff
 
     def live() -> list[Job]:
         return [j for j in jobs.values() if j.state not in ENDED]
@@ -712,7 +843,19 @@ def handle_burst(active: list[Job], inputs: list[Input], new_job_id: Callable[[]
             jobs[job.job_id] = result.job
 
     photos = [i for i in inputs if isinstance(i, PhotoIn)]
-    for item in [*photos, *(i for i in inputs if not isinstance(i, PhotoIn))]:
+    texts = [i for i in inputs if isinstance(i, TextIn)]
+    finds = [t for t in texts if words.wants_found_image(t.text)]
+    if finds:
+        reference = live()[-1] if live() else last_job
+        if photos:
+            loose.append(FindImage(reference_url=photos[0].url, job_id=None))
+        elif reference is not None:
+            loose.append(FindImage(reference_url=None, job_id=reference.job_id))
+        else:
+            loose.append(Reply(replies.ASK_FIND_REFERENCE))
+        photos = []
+    rest = [i for i in inputs if not isinstance(i, PhotoIn) and i not in finds]
+    for item in [*photos, *rest]:
         if isinstance(item, PhotoIn):
             job_id = new_job_id()
             newest = (live() or [None])[-1]
@@ -728,6 +871,15 @@ def handle_burst(active: list[Job], inputs: list[Input], new_job_id: Callable[[]
             started.append(job_id)
         elif isinstance(item, TextIn):
             targets = [jobs[j] for j in started if jobs[j].state not in ENDED] or live()[-1:]
+            if words.wants_human(item.text):
+                if targets:
+                    apply(targets[-1], Transfer("customer_asked", f"客户要求人工:{item.text[:60]}"))
+                elif handed_off:
+                    loose.append(Reply(replies.ALREADY_HANDED_OFF))
+                else:
+                    loose.append(HandOff("customer_asked", f"客户要求人工:{item.text[:60]}"))
+                handed_off = True
+                continue
             if not targets and words.detect_operation(item.text) is not None:
                 loose.append(Reply(replies.ASK_FOR_PHOTO))
             for target in targets:
@@ -735,13 +887,26 @@ def handle_burst(active: list[Job], inputs: list[Input], new_job_id: Callable[[]
         elif isinstance(item, PaymentIn):
             target = _payment_target(live(), item.order_id)
             if target is None:
-                loose.append(Reply(replies.PAYMENT_WITHOUT_PHOTO))
-                loose.append(NotifyStaff("payment_without_image",
-                                         f"客户 {customer_id} 付款了(订单 {item.order_id},{item.amount:g}元),"
-                                         "但没有找到待付款的图片,请人工跟进"))
+                loose.append(HandOff("payment_without_image",
+                                     f"客户付款了(订单 {item.order_id},{item.amount:g}元),但没有找到待付款的图片"))
             else:
                 apply(target, PaymentReceived(item.order_id, item.amount, image_enabled))
     return BurstResult(steps=steps, loose_effects=tuple(loose))
+
+
+def loose_outcome(kind: str, payload: dict[str, Any]) -> tuple[Effect, ...]:
+    """What an executor's outcome tied to no job means for the customer (hand-offs and image look-ups)."""
+    if kind == "handoff_queued":
+        return (Reply(replies.HANDOFF_QUEUED),)
+    if kind == "handoff_assigned":
+        return () if payload.get("after_queue") else (Reply(replies.HANDED_OFF),)
+    if kind == "find_done":
+        url = str(payload["url"])
+        sent: Effect = SendImage(url) if payload.get("is_image", True) else SendFile(url)
+        return (sent, Reply(replies.FOUND_IMAGE))
+    if kind == "find_none":
+        return (HandOff("find_image", f"客户要找图,档案和素材里没找到({payload.get('looked_for', '')})"),)
+    return ()
 
 
 def _payment_target(live: list[Job], order_id: str) -> Job | None:

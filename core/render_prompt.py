@@ -119,3 +119,10 @@ def _quoted(heading: str, notes: tuple[str, ...]) -> list[str]:
     if not kept:
         return []
     return [heading, *(f"- «{note}»" for note in kept)]
+
+RISK_PROMPT = (
+    "你是修图店的审核员。看这张客户发来要修的图片,判断能不能接单,用 JSON 回答 risk_verdict 和 risk_reason。"
+    "decline:身份证、护照、驾驶证等身份证件,纸币,色情或暴力内容,明显是伪造或篡改证明材料的请求;"
+    "human:证书、执照、公章、合同等需要人判断的,或者你拿不准的;accept:其他普通照片。"
+    "risk_reason 用一句简短的中文说明原因。"
+)

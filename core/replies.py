@@ -1,7 +1,8 @@
 """Every phrase the customer sees from the image-job machine: short, natural Chinese, like a person from the shop.
 
 The state machine decides what is said; a chat model, when keyed, may only rephrase these.
-SPEC §2 fixes five of them word for word (ASK_EMAIL, MAILED, MAIL_FAILED, ASK_REVISION, REDO).
+SPEC fixes six of them word for word (§2: ASK_EMAIL, MAILED, MAIL_FAILED, ASK_REVISION, REDO; §3: HANDED_OFF);
+those are never rephrased (VERBATIM).
 """
 
 from __future__ import annotations
@@ -23,19 +24,22 @@ MAILED = "发到您邮箱了,注意查收哈"
 MAIL_FAILED = "邮件发送失败了,您再发一次邮箱试试"
 ASK_REVISION = "好,你说一下哪里要改,或者发图告诉我"
 REDO = "好的,重新给你做"
+HANDED_OFF = "好的,已帮您安排设计师处理,请稍候"  # SPEC §3 workflow 3
+VERBATIM = frozenset({ASK_EMAIL, MAILED, MAIL_FAILED, ASK_REVISION, REDO, HANDED_OFF})
 
 RESULT_AND_MAILING = "好了,你看一下效果,文件同时发您留的邮箱了,有问题随时说"
 PAID = "收到,马上给您做,稍等一下"
 PAID_WHILE_QUOTING = "收到付款了,图片我还在看,看完马上给您做"
-PAID_PAUSED = "收到付款了,这单我转给设计师同事处理,稍后联系您"
 NOTE_TAKEN = "好的,记下了,做的时候按这个来"
 REQUIREMENT_TAKEN = "好的,这个要求记下了,会跟设计说"
 EMAIL_NOTED = "邮箱记下了,做好了发您"
 REMIND_EMAIL = "没问题的话把邮箱发我哈"
-PAYMENT_WITHOUT_PHOTO = "收到付款了,不过这边没看到您的图片,稍后有同事联系您"
-RENDER_FAILED = "这张自动处理没做好,我让设计师手工给您做,稍等哈"
 NEW_PHOTO_REPLACES = "收到新图了,之前那张没付款的就不做了,按这张给您报价"
 ASK_FOR_PHOTO = "好的,把图片发我看一下"
+HANDOFF_QUEUED = "设计师现在都不在线,已经帮您排上队了,设计师一上线马上处理,稍等哈"
+ALREADY_HANDED_OFF = "已经安排设计师了,稍等一下哈"
+FOUND_IMAGE = "找到了,是这张吧,需要再处理的话跟我说"
+ASK_FIND_REFERENCE = "您要找哪张图?发一张参考图或者截图给我,我帮您找"
 
 _PHOTO_PROBLEMS: dict[str, str] = {
     "not_image": "这个好像不是图片,麻烦直接发图片给我",
@@ -69,3 +73,16 @@ def photo_unreadable(reason: str) -> str:
     """The photo could not be read: a hint by reason code (not_image, too_large, download_failed, …)."""
     return _PHOTO_PROBLEMS.get(reason, _PHOTO_PROBLEM_OTHER)
 
+
+
+_DECLINED: dict[str, str] = {
+    "id_document": "不好意思,身份证件这类我们不能修改哈,别的照片可以发我",
+    "banknote": "不好意思,钱币这类图片我们不能处理哈",
+    "too_small": "这张图太小了,看不清细节,有大一点的原图吗?发我看看",
+}
+_DECLINED_OTHER = "不好意思,这张图我们这边不能处理哈,有别的照片可以发我"
+
+
+def risk_declined(rule: str) -> str:
+    """A polite refusal of a photo the shop will not take, by the risk rule that refused it."""
+    return _DECLINED.get(rule, _DECLINED_OTHER)

@@ -72,6 +72,10 @@ _RATIO_WORDS: tuple[tuple[str, str], ...] = (
 
 PERSPECTIVE_WORDS: tuple[str, ...] = ("摆正", "歪了", "有点歪", "透视", "梯形", "拉正", "扶正", "放正")
 HUMAN_WORDS: tuple[str, ...] = ("人工", "客服", "真人")
+FIND_WORDS: tuple[str, ...] = (
+    "找图", "找张图", "找一下图", "找一张", "帮我找", "原图", "高清原图", "之前做的那张", "上次做的那张",
+    "以前做的那张", "之前那张", "上次那张", "之前做的图", "上次做的图", "以前的图",
+)
 
 
 def normalise(text: str) -> str:
@@ -157,3 +161,9 @@ def wants_human(text: str) -> bool:
     """Whether the customer asks for a person instead of the AI (转人工, 真人客服)."""
     said = normalise(text)
     return any(word in said for word in HUMAN_WORDS)
+
+
+def wants_found_image(text: str) -> bool:
+    """Whether the customer wants an image looked up (找图, 原图, 之前做的那张) rather than a new one processed."""
+    said = normalise(text)
+    return any(_mentions(said, word) for word in FIND_WORDS)

@@ -35,7 +35,8 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from pydantic import BaseModel, ValidationError
 
-from core.render_prompt import TEXT_DETECT_PROMPT
+from core.render_prompt import RISK_PROMPT, TEXT_DETECT_PROMPT
+from protocol.image import RiskVerdict
 
 __all__ = [
     "GeminiClient",
@@ -188,6 +189,11 @@ class _TextFound(BaseModel):
     text: str
 
 
+class _RiskFound(BaseModel):
+    risk_verdict: RiskVerdict
+    risk_reason: str
+
+
 _QUALITY_SCHEMA = types.Schema(
     type=types.Type.OBJECT,
     properties={
@@ -203,6 +209,16 @@ _TEXT_SCHEMA = types.Schema(
         "text": types.Schema(type=types.Type.STRING, description="the text as written, empty when none"),
     },
     required=["has_text", "text"],
+)
+
+_RISK_SCHEMA = types.Schema(
+    type=types.Type.OBJECT,
+    properties={
+        "risk_verdict": types.Schema(type=types.Type.STRING, enum=[v.value for v in RiskVerdict],
+                                     description="accept | human | decline"),
+        "risk_reason": types.Schema(type=types.Type.STRING, description="why, in short Chinese"),
+    },
+    required=["risk_verdict", "risk_reason"],
 )
 
 
@@ -281,6 +297,12 @@ class GeminiClient:
         answer = self._structured([TEXT_DETECT_PROMPT, types.Part.from_bytes(data=image, mime_type=mime)],
                                   _TEXT_SCHEMA, _TextFound)
         return answer.has_text, answer.text
+
+    def assess_risk(self, image: bytes, mime: str) -> tuple[RiskVerdict, str]:
+        """The vision model's risk verdict on a customer's photo, and why."""
+        answer = self._structured([RISK_PROMPT, types.Part.from_bytes(data=image, mime_type=mime)],
+                                  _RISK_SCHEMA, _RiskFound)
+        return answer.risk_verdict, answer.risk_reason
 
     def phrase(self, prompt: str) -> str:
         """The text model's plain-text answer to ``prompt``."""

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from core import image_job as jm
-from persistence import outbox
+from core import replies
+from persistence import handoffs, outbox
 from persistence.db import atomic
 from persistence.models import (
     Conversation,
@@ -78,6 +79,13 @@ def active_jobs(customer_id: str) -> list[jm.Job]:
     return [job_from_row(r) for r in rows]
 
 
+def last_job(customer_id: str) -> jm.Job | None:
+    """The customer's newest job in any state, or None."""
+    row = (ImageJob.select().where(ImageJob.customer_id == customer_id)
+           .order_by(ImageJob.created_at.desc(), ImageJob.job_id.desc()).first())
+    return job_from_row(row) if row else None
+
+
 def load_job(job_id: str) -> jm.Job | None:
     """One job by id, or None."""
     row = ImageJob.get_or_none(ImageJob.job_id == job_id)
@@ -120,7 +128,8 @@ def commit(decision: Decision, now: float) -> Committed:
             if job_id not in final:
                 ImageJob.update(**extras, updated_at=now).where(ImageJob.job_id == job_id).execute()
         conv = Conversation.get_or_none(Conversation.customer_id == decision.customer_id)
-        account = (conv.acc_id, conv.acc_type) if conv else ("", "")
+        to = _Recipient(decision.customer_id, conv.acc_id if conv else "", conv.acc_type if conv else "",
+                        paused=bool(conv and conv.paused_until is not None and conv.paused_until > now))
         n = 0
         for step in decision.steps:
             for move in step.moves:
@@ -128,11 +137,21 @@ def commit(decision: Decision, now: float) -> Committed:
                                      to_state=_plain(move.to_state), event=move.event)
             for effect in step.effects:
                 n += 1
-                _effect(effect, step.job, decision, n, account, now, out)
+                _effect(effect, step.job, decision, n, to, now, out)
         for effect in decision.loose_effects:
             n += 1
-            _effect(effect, None, decision, n, account, now, out)
+            _effect(effect, None, decision, n, to, now, out)
     return out
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    """Whom a decision's sends go to; paused: a person has taken the conversation over, the AI stays silent."""
+
+    customer_id: str
+    acc_id: str
+    acc_type: str
+    paused: bool
 
 
 def _consume(decision: Decision, now: float) -> None:
@@ -162,24 +181,38 @@ def _save_job(job: jm.Job, before: int | None, extras: dict[str, Any], now: floa
         raise StaleJob(f"job {job.job_id} changed since version {before}")
 
 
-def _send(key: str, ref: str, customer_id: str, account: tuple[str, str], msg_type: MsgType, content: str,
-          now: float) -> None:
-    outbox.add(key=key, kind="im_send", ref=ref, now=now, payload={
-        "send_id": key, "acc_id": account[0], "acc_type": account[1], "customer_id": customer_id,
-        "msg_type": int(msg_type), "content": content,
-    })
+def _send(key: str, ref: str, to: _Recipient, msg_type: MsgType, content: str, now: float, out: Committed,
+          rephrase: bool = False) -> None:
+    payload: dict[str, Any] = {"send_id": key, "acc_id": to.acc_id, "acc_type": to.acc_type,
+                               "customer_id": to.customer_id, "msg_type": int(msg_type), "content": content}
+    if rephrase:
+        payload["rephrase"] = True
+    # Kept, not sent, while a person has the conversation: operators see what the AI would have said.
+    outbox.add(key=key, kind="im_send", ref=ref, now=now, payload=payload,
+               status="suppressed" if to.paused else "pending")
+    if not to.paused:
+        out.kinds.add("im_send")
 
 
-def _effect(effect: Any, job: jm.Job | None, d: Decision, n: int, account: tuple[str, str], now: float,
+def _effect(effect: Any, job: jm.Job | None, d: Decision, n: int, to: _Recipient, now: float,
             out: Committed) -> None:
     ref = job.job_id if job else f"customer:{d.customer_id}"
     key = f"{d.cause}:{n}"
     if isinstance(effect, jm.Reply):
-        _send(key, ref, d.customer_id, account, MsgType.TEXT, effect.text, now)
-        out.kinds.add("im_send")
+        _send(key, ref, to, MsgType.TEXT, effect.text, now, out, rephrase=effect.text not in replies.VERBATIM)
     elif isinstance(effect, jm.SendImage):
-        _send(key, ref, d.customer_id, account, MsgType.IMAGE, effect.url, now)
-        out.kinds.add("im_send")
+        _send(key, ref, to, MsgType.IMAGE, effect.url, now, out)
+    elif isinstance(effect, jm.SendFile):
+        _send(key, ref, to, MsgType.FILE, effect.url, now, out)
+    elif isinstance(effect, jm.HandOff):
+        handoffs.add(key=f"handoff:{job.job_id}" if job else f"handoff:{key}", customer_id=d.customer_id,
+                     job_id=job.job_id if job else None, rule=effect.rule, reason=effect.reason,
+                     image_url=(job.source_url if job else ""), now=now)
+        out.kinds.add("handoff")
+    elif isinstance(effect, jm.FindImage):
+        outbox.add(key=f"find:{key}", kind="find", ref=ref, now=now, payload={
+            "customer_id": d.customer_id, "reference_url": effect.reference_url, "job_id": effect.job_id})
+        out.kinds.add("find")
     elif isinstance(effect, jm.Analyze):
         assert job is not None
         outbox.add(key=f"analyze:{job.job_id}", kind="analyze", ref=ref, now=now,
@@ -318,8 +351,8 @@ def job_view(job_id: str, base_url: str) -> dict[str, Any] | None:
         "has_text": data.get("has_text"), "notes": data.get("notes", []),
         "revision_notes": data.get("revision_notes", []), "paid": data.get("paid"),
         "order_id": data.get("order_id"), "source_url": data.get("source_url"),
-        "result_url": _absolute(base_url, data.get("result_url")),
-        "preview_url": _absolute(base_url, data.get("preview_url")), "email": data.get("email"),
+        "result_url": absolute(base_url, data.get("result_url")),
+        "preview_url": absolute(base_url, data.get("preview_url")), "email": data.get("email"),
         "analysis": json.loads(row.analysis) if row.analysis else None,
         "created_at": row.created_at, "updated_at": row.updated_at,
         "history": [{"at": t.at, "from": t.from_state, "to": t.to_state, "event": t.event}
@@ -330,10 +363,16 @@ def job_view(job_id: str, base_url: str) -> dict[str, Any] | None:
         ],
         "renders": [{"render_id": r, "attempts": attempts_by.get(r, [])} for r in renders],
         "mails": mails,
+        "risk": {"verdict": data.get("risk") or None, "reason": data.get("risk_reason", "")},
+        "handoff": {"rule": data.get("handoff_rule"), "reason": data.get("handoff_reason"),
+                    "status": data.get("handoff_status"), "designer": data.get("designer"),
+                    "tasks": handoffs.of_job(job_id)} if data.get("handoff_rule") else None,
+        "done_by": data.get("done_by") or None,
     }
 
 
-def _absolute(base_url: str, url: str | None) -> str | None:
+def absolute(base_url: str, url: str | None) -> str | None:
+    """A stored URL made absolute against base_url (stored file URLs are paths)."""
     if not url or not url.startswith("/"):
         return url
     return base_url.rstrip("/") + url

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from core.customer_events import JOB_KINDS, scheduler_event
+from persistence import takeover
 from persistence.db import atomic, database_proxy
 from persistence.models import Conversation, CustomerEvent, InboundMessage
 from protocol.im import MessageFrame, MessageKind
@@ -75,8 +76,12 @@ def unprocessed(customer_id: str, limit: int = 200) -> list[tuple[int, InboundIt
     return [(r.id, inbound_item(r)) for r in query]
 
 
-def handle_customer_messages(customer_id: str, items: list[InboundItem], now: float) -> list[EventItem]:
-    """Record a customer's messages in their conversation, once each, and emit scheduler events."""
+def handle_customer_messages(customer_id: str, items: list[InboundItem], now: float,
+                             takeover_s: float = 0.0) -> list[EventItem]:
+    """Record a customer's messages in their conversation, once each, and emit scheduler events.
+
+    A staff message that is not an echo of our own send pauses the AI for this customer for takeover_s.
+    """
     events: list[EventItem] = []
     with atomic():
         conv = Conversation.get_or_none(Conversation.customer_id == customer_id)
@@ -106,6 +111,10 @@ def handle_customer_messages(customer_id: str, items: list[InboundItem], now: fl
                 conv.orders += 1
             elif item.kind is MessageKind.PAYMENT:
                 conv.payments += 1
+            elif item.kind is MessageKind.STAFF and takeover_s > 0 and not takeover.is_echo(
+                    customer_id, item.content, now):
+                takeover.pause(conv, max(conv.paused_until or 0.0, now + takeover_s), "staff",
+                               f"店员发了消息:{str(item.content)[:100]}")
             event = scheduler_event(item.kind, item.content)
             if event is not None:
                 row = CustomerEvent.create(

@@ -88,6 +88,9 @@ class Conversation(_Model):
     last_text = peewee.TextField(null=True)
     email = peewee.CharField(max_length=254, null=True)
     email_status = peewee.CharField(max_length=16, default="none")  # none | given | sent | failed
+    paused_until = peewee.FloatField(null=True)  # human takeover: the AI sends nothing to this customer until then
+    paused_by = peewee.CharField(max_length=64, default="")  # staff (an IM message) | operator (the API)
+    pause_reason = peewee.TextField(default="")
 
 
 class CustomerEvent(_Model):
@@ -214,5 +217,42 @@ class PublicFile(_Model):
     created_at = peewee.FloatField()
 
 
+class Handoff(_Model):
+    """A hand-off to a human designer (SPEC §3 workflow 3): one dispatch task, created and assigned once."""
+
+    key = peewee.CharField(max_length=256, unique=True)  # idempotency key, sent to the dispatch API
+    customer_id = peewee.CharField(max_length=128, index=True)
+    job_id = peewee.CharField(max_length=64, null=True, index=True)
+    rule = peewee.CharField(max_length=64)  # render_failed, qa_failed, risk_human, customer_asked, …
+    reason = peewee.TextField(default="")
+    image_url = peewee.TextField(default="")
+    status = peewee.CharField(max_length=16, index=True)  # new | queued | assigned | completed
+    task_id = peewee.CharField(max_length=128, null=True)
+    designer = peewee.CharField(max_length=128, null=True)
+    queued_told = peewee.BooleanField(default=False)  # the customer heard "queued": not told again at assignment
+    attempts = peewee.IntegerField(default=0)
+    next_at = peewee.FloatField(default=0.0)
+    error = peewee.TextField(null=True)
+    created_at = peewee.FloatField()
+    updated_at = peewee.FloatField()
+    assigned_at = peewee.FloatField(null=True)
+    completed_at = peewee.FloatField(null=True)
+
+
+class IndexedImage(_Model):
+    """One image of the find-image index: where it is, whose, and its perceptual hash."""
+
+    path = peewee.TextField(unique=True)
+    origin = peewee.CharField(max_length=16)  # original | result | asset
+    job_id = peewee.CharField(max_length=64, null=True, index=True)
+    phash = peewee.CharField(max_length=16, index=True)  # 64 bits as hex
+    width = peewee.IntegerField()
+    height = peewee.IntegerField()
+    size = peewee.IntegerField()
+    mtime = peewee.FloatField()
+    indexed_at = peewee.FloatField()
+
+
 ALL_MODELS = [Task, TaskTransition, InboundMessage, Conversation, CustomerEvent, Outbox, Timer, ImageJob,
-              JobTransition, RequirementChange, JobEvent, RenderAttempt, PublicFile]
+              JobTransition, RequirementChange, JobEvent, RenderAttempt, PublicFile, Handoff,
+              IndexedImage]

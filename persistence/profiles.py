@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from core.profile import ProfileStats, tags
-from persistence import jobs, messages
-from persistence.models import Conversation, ImageJob, JobTransition, RequirementChange
+from persistence import handoffs, jobs, messages, takeover
+from persistence.models import Conversation, ImageJob, JobTransition, Outbox, RequirementChange
 
 
 def profile(customer_id: str) -> dict[str, Any] | None:
@@ -48,4 +48,21 @@ def conversation_view(customer_id: str, base_url: str) -> dict[str, Any] | None:
         return None
     view["profile"] = profile(customer_id)
     view["jobs"] = jobs.customer_jobs(customer_id, base_url)
+    view["takeover"] = takeover.view(Conversation.get(Conversation.customer_id == customer_id), time.time())
+    view["handoffs"] = handoffs.of_customer(customer_id)
+    view["sends"] = recent_sends(customer_id)
     return view
+
+
+def recent_sends(customer_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    """What the system sent (or, while paused, held back from) this customer lately, newest last."""
+    rows = (Outbox.select().where((Outbox.kind == "im_send")
+                                  & Outbox.payload.contains(json.dumps(customer_id, ensure_ascii=False)))
+            .order_by(Outbox.id.desc()).limit(limit * 2))
+    out = []
+    for row in rows:
+        p = json.loads(row.payload)
+        if p.get("customer_id") == customer_id:
+            out.append({"send_id": row.key, "msg_type": p.get("msg_type"), "content": p.get("content"),
+                        "status": row.status, "at": row.created_at})
+    return list(reversed(out[:limit]))

@@ -53,6 +53,14 @@ class ChangeType(StrEnum):
     ADD_REQUIREMENT = "add_requirement"
 
 
+class RiskVerdict(StrEnum):
+    """What risk assessment decided before any quote, in order of strictness."""
+
+    ACCEPT = "accept"
+    HUMAN = "human"
+    DECLINE = "decline"
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -70,6 +78,10 @@ class Analysis(_Frozen):
     has_text: bool = Field(default=False, description="signs, captions or other text in the image")
     text: str = Field(default="", description="the text found, if any (first 200 characters)")
     text_source: str = Field(default="none", description="ocr | gemini | none: who detected the text")
+    risk: RiskVerdict = Field(default=RiskVerdict.ACCEPT, description="accept, decline politely, or hand to a person")
+    risk_reason: str = Field(default="", description="why, in short Chinese for staff and the job view")
+    risk_rule: str = Field(default="ok", description="the rule's code: id_document, banknote, too_small, …")
+    risk_source: str = Field(default="rules", description="rules | gemini: whose verdict stands")
 
 
 class RenderedImage(_Frozen):

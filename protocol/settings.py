@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     CONVERSATION_IDLE_S: float = Field(default=600, gt=0)
     TAKEOVER_MINUTES: float = Field(default=30, ge=0)
     DEBOUNCE_S: float = Field(default=3, ge=0)
+    ASSET_DIR: Path | None = Field(default=None, description="the shop's image archive for find-image; "
+                                   "default DATA_DIR/assets")
 
     # Operational knobs beyond SPEC §6, named in the README.
     THESPIAN_ADMIN_PORT: int = Field(default=0, ge=0, le=65535, description="actor system admin port; 0 = any free")
@@ -82,6 +84,11 @@ class Settings(BaseSettings):
         """Where the IM bridge and customers fetch result files: PUBLIC_BASE_URL, else the ingress's own URL."""
         return (self.PUBLIC_BASE_URL or self.api_base_url).rstrip("/")
 
+    @property
+    def asset_dir(self) -> Path:
+        """Where the shop keeps its own images for find-image: ASSET_DIR, else DATA_DIR/assets."""
+        return self.ASSET_DIR or self.DATA_DIR / "assets"
+
     def defaults_in_use(self) -> list[str]:
         """Human-readable list of the parts running on embedded defaults."""
         parts = []
@@ -91,6 +98,8 @@ class Settings(BaseSettings):
             parts.append("IM bridge: built-in simulator")
         if self.GEMINI_API_KEY is None:
             parts.append("renderer: local Pillow renderer and offline OCR (no GEMINI_API_KEY)")
+        if not self.TUHUI_DISPATCH_URL:
+            parts.append("designer dispatch: built-in stand-in")
         if self.WECHAT_WEBHOOK is None:
             parts.append("staff notifications: log only")
         if not self.SMTP_HOST:

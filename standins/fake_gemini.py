@@ -10,7 +10,8 @@ responseJsonSchema, imageConfig {aspectRatio}}``). This server answers the way G
   ×2 capped at 2048 px, sharpened) plus a short text part;
 * a *json* request (``responseMimeType: application/json``) gets JSON text satisfying the schema:
   ``{score, reason}`` uses the configured QA score, ``{has_text, text}`` the configured text
-  answer, any other schema is filled with plausible values by type;
+  answer, ``{risk_verdict, risk_reason}`` the configured risk answer (accept by default),
+  any other schema is filled with plausible values by type;
 * a *text* request gets a short Chinese phrase echoing the prompt.
 
 A missing key is answered 403 ``PERMISSION_DENIED`` and, once ``api_key`` is configured, a different
@@ -27,7 +28,8 @@ Control API (JSON):
     without an image, ``no_image`` a candidate with text only, ``malformed`` a 200 whose body is not
     JSON (json requests: a candidate whose text is broken JSON); ``slow`` answers normally late.
 ``POST /_control/config``
-    ``{"qa_score": 0-100, "text": {"has_text", "text"}, "api_key": "only key accepted" | null}``.
+    ``{"qa_score": 0-100, "text": {"has_text", "text"}, "risk": {"verdict": "accept" | "human" | "decline",
+    "reason"}, "api_key": "only key accepted" | null}``.
 ``GET /_control/requests``
     The request log: ``{seq, at, model, path, kind, prompt, images_in, outcome, render_key}`` each,
     ``render_key`` taken from the ``x-render-key`` header.
@@ -105,11 +107,19 @@ class TextAnswer(_Strict):
     text: str = ""
 
 
+class RiskAnswer(_Strict):
+    """What risk assessment answers."""
+
+    verdict: Literal["accept", "human", "decline"] = "accept"
+    reason: str = "普通照片"
+
+
 class ConfigRequest(_Strict):
     """Body of ``POST /_control/config``; omitted fields stay as they are."""
 
     qa_score: int | None = Field(default=None, ge=0, le=100)
     text: TextAnswer | None = None
+    risk: RiskAnswer | None = None
     api_key: str | None = Field(default=None, description="when set, the only key accepted")
 
 
@@ -147,6 +157,7 @@ class FakeGemini:
         self._faults: list[_Queued] = []
         self._qa_score = DEFAULT_QA_SCORE
         self._text = TextAnswer()
+        self._risk = RiskAnswer()
         self._api_key: str | None = None
         self._log: list[dict[str, Any]] = []
         self._seq = 0
@@ -235,12 +246,14 @@ class FakeGemini:
             self._faults.extend(_Queued(spec, model) for spec in faults)
 
     def configure(self, config: ConfigRequest) -> None:
-        """Change the QA score, the text-detection answer or the accepted key."""
+        """Change the QA score, the text-detection or risk answer, or the accepted key."""
         with self._lock:
             if config.qa_score is not None:
                 self._qa_score = config.qa_score
             if config.text is not None:
                 self._text = config.text
+            if config.risk is not None:
+                self._risk = config.risk
             if "api_key" in config.model_fields_set:
                 self._api_key = config.api_key
 
@@ -255,6 +268,7 @@ class FakeGemini:
             self._faults.clear()
             self._qa_score = DEFAULT_QA_SCORE
             self._text = TextAnswer()
+            self._risk = RiskAnswer()
             self._api_key = None
             self._log.clear()
 
@@ -345,7 +359,8 @@ class FakeGemini:
         if call.kind == "json":
             with self._lock:
                 overrides = {"score": self._qa_score, "reason": "细节清晰自然,符合要求。",
-                             "has_text": self._text.has_text, "text": self._text.text}
+                             "has_text": self._text.has_text, "text": self._text.text,
+                             "risk_verdict": self._risk.verdict, "risk_reason": self._risk.reason}
             schema = call.schema or {"type": "object"}
             text = json.dumps(_fill(schema, schema, overrides), ensure_ascii=False)
         else:

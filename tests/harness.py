@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from launcher import group_members as process_group_alive
+from standins.webhook_recorder import WebhookRecorder
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -415,3 +416,22 @@ def photo_png(seed: int = 1, size: tuple[int, int] = (640, 480), text: str | Non
     out = io.BytesIO()
     img.save(out, "PNG")
     return out.getvalue()
+
+
+class RobotThread:
+    """The WeChat webhook recorder served from a thread of its own."""
+
+    def __init__(self, per_minute: int | None = None) -> None:
+        self.rec = WebhookRecorder(port=free_port(), per_minute=per_minute)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> WebhookRecorder:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.rec.start(), self.loop).result(5)
+        return self.rec
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.rec.stop(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)

@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from core import image_job as jm
 from core import replies
 from core.pricing import BANDS, TEXT_BAND
-from protocol.image import TERMINAL_JOB_STATES, Analysis, ChangeType, Complexity, JobState, Operation
+from protocol.image import TERMINAL_JOB_STATES, Analysis, ChangeType, Complexity, JobState, Operation, RiskVerdict
 
 S = JobState
 NOW = 1_700_000_000.0
@@ -37,7 +37,7 @@ SPEC_MOVES: dict[JobState | None, set[JobState]] = {
     S.REVISION: {S.PROCESSING, S.CANCELLED, S.TRANSFERRED},
     S.COMPLETED: {S.REVISION},
     S.FAILED: set(),
-    S.TRANSFERRED: set(),
+    S.TRANSFERRED: {S.COMPLETED},  # the designer completed the dispatch task
     S.CANCELLED: set(),
 }
 ENDED = {S.FAILED, S.TRANSFERRED, S.CANCELLED}
@@ -50,7 +50,11 @@ def legal(job: jm.Job, event: jm.Event) -> bool:
     if isinstance(event, jm.PhotoReceived):
         return False
     if isinstance(event, jm.Analyzed | jm.AnalysisFailed):
-        return s is S.QUOTING
+        return s is S.QUOTING or s in ENDED  # a late analysis of an ended job is a quiet no-op
+    if isinstance(event, jm.HandOffQueued | jm.HandOffAssigned):
+        return s is S.TRANSFERRED
+    if isinstance(event, jm.HandOffCompleted):
+        return s is S.TRANSFERRED or (s is S.COMPLETED and job.done_by == "staff")
     if isinstance(event, jm.CustomerText):
         return s not in ENDED
     if isinstance(event, jm.PhotoAsNote):
@@ -86,8 +90,9 @@ def pending() -> jm.Job:
     return go(quoting(), jm.Analyzed(NORMAL))
 
 
-def paid_paused() -> jm.Job:
-    return go(pending(), jm.PaymentReceived("O1", 17, image_enabled=False))
+def paid_manual() -> jm.Job:
+    """A paid job left for staff by the previous release (paid is a resting state only there)."""
+    return replace(pending(), state=S.PAID, paid=True, order_id="O1", manual=True)
 
 
 def processing() -> jm.Job:
@@ -121,11 +126,11 @@ def cancelled() -> jm.Job:
 
 
 def transferred() -> jm.Job:
-    return go(processing(), jm.Transfer("designer takes it"))
+    return go(processing(), jm.Transfer("staff", "designer takes it"))
 
 
 BUILDERS: dict[JobState, Callable[[], jm.Job]] = {
-    S.QUOTING: quoting, S.PENDING: pending, S.PAID: paid_paused, S.PROCESSING: processing,
+    S.QUOTING: quoting, S.PENDING: pending, S.PAID: paid_manual, S.PROCESSING: processing,
     S.AWAITING_CONFIRM: awaiting, S.REVISION: revision, S.COMPLETED: completed, S.FAILED: failed,
     S.CANCELLED: cancelled, S.TRANSFERRED: transferred,
 }
@@ -241,11 +246,13 @@ class TestQuoting:
         assert hint in text and "元" not in text
         assert of(step, jm.NotifyStaff) == []
 
-    def test_an_unreadable_photo_already_paid_for_goes_to_staff(self) -> None:
+    def test_an_unreadable_photo_already_paid_for_goes_to_a_designer(self) -> None:
         job = go(quoting(), jm.PaymentReceived("O1", 15, True))
         step = jm.step(job, jm.AnalysisFailed("not_image"), NOW)
-        (notice,) = of(step, jm.NotifyStaff)
-        assert notice.event == "analysis_failed" and "c1" in notice.text and "J1" in notice.text
+        assert path(step) == [(S.QUOTING, S.TRANSFERRED)] and said(step) == []
+        (handoff,) = of(step, jm.HandOff)
+        assert handoff.rule == "analysis_failed" and "O1" in handoff.reason and "not_image" in handoff.reason
+        assert step.job.handoff_status == "asked" and of(step, jm.NotifyStaff) == []
 
     def test_payment_while_quoting_is_acknowledged_and_rendering_follows_the_analysis(self) -> None:
         paid = jm.step(quoting(), jm.PaymentReceived("O1", 15, True), NOW)
@@ -259,12 +266,13 @@ class TestQuoting:
         assert render.render_id == "J1-r1" and step.job.renders == 1
         assert step.job.version == paid.job.version + 1
 
-    def test_payment_while_quoting_with_the_module_paused_never_renders(self) -> None:
+    def test_payment_while_quoting_with_the_module_paused_goes_to_a_designer(self) -> None:
         paid = jm.step(quoting(), jm.PaymentReceived("O1", 15, False), NOW)
-        assert said(paid) == [replies.PAID_PAUSED]
-        assert [n.event for n in of(paid, jm.NotifyStaff)] == ["payment_manual"]
-        step = jm.step(paid.job, jm.Analyzed(NORMAL), NOW)
-        assert path(step) == [(S.QUOTING, S.PENDING), (S.PENDING, S.PAID)] and of(step, jm.Render) == []
+        assert path(paid) == [(S.QUOTING, S.TRANSFERRED)] and said(paid) == []
+        assert [h.rule for h in of(paid, jm.HandOff)] == ["payment_manual"] and paid.job.manual
+        late = jm.step(paid.job, jm.Analyzed(NORMAL), NOW)
+        assert late.job.state is S.TRANSFERRED and late.effects == () and late.moves == ()
+        assert late.job.price is not None  # the designer sees the measures
 
     def test_once_paid_while_quoting_the_operation_is_fixed(self) -> None:
         job = go(quoting(), jm.PaymentReceived("O1", 15, True))
@@ -299,12 +307,12 @@ class TestPending:
         assert of(step, jm.Render) == [jm.Render("J1-r1", Operation.ENHANCE, (), (), "1:1", False)]
         assert step.job.version == job.version + 1
 
-    def test_payment_with_the_image_module_paused_goes_to_staff(self) -> None:
+    def test_payment_with_the_image_module_paused_goes_to_a_designer(self) -> None:
         step = jm.step(pending(), jm.PaymentReceived("O1", 17, False), NOW)
-        assert path(step) == [(S.PENDING, S.PAID)] and step.job.state is S.PAID and step.job.manual
-        assert of(step, jm.Render) == [] and said(step) == [replies.PAID_PAUSED]
-        (notice,) = of(step, jm.NotifyStaff)
-        assert notice.event == "payment_manual" and "c1" in notice.text and "J1" in notice.text and "O1" in notice.text
+        assert path(step) == [(S.PENDING, S.PAID), (S.PAID, S.TRANSFERRED)] and step.job.manual
+        assert of(step, jm.Render) == [] and said(step) == [] and of(step, jm.NotifyStaff) == []
+        (handoff,) = of(step, jm.HandOff)
+        assert handoff.rule == "payment_manual" and "O1" in handoff.reason and "17元" in handoff.reason
 
     def test_an_operation_word_changes_the_operation(self) -> None:
         step = jm.step(pending(), jm.CustomerText("还是帮我抠图吧"), NOW)
@@ -345,7 +353,7 @@ class TestPending:
 class TestAfterPayment:
     """paid and processing: the operation is fixed; requirements are noted."""
 
-    @pytest.mark.parametrize("build", [paid_paused, processing])
+    @pytest.mark.parametrize("build", [paid_manual, processing])
     def test_an_operation_change_is_refused_politely_and_recorded(self, build: Callable[[], jm.Job]) -> None:
         job = build()
         step = jm.step(job, jm.CustomerText("改成抠图吧"), NOW)
@@ -355,7 +363,7 @@ class TestAfterPayment:
         (text,) = said(step)
         assert "高清修复" in text and "改不了" in text
 
-    @pytest.mark.parametrize("build", [paid_paused, processing])
+    @pytest.mark.parametrize("build", [paid_manual, processing])
     def test_a_requirement_is_noted(self, build: Callable[[], jm.Job]) -> None:
         step = jm.step(build(), jm.CustomerText("肤色自然一点"), NOW)
         assert step.job.notes == ("肤色自然一点",) and said(step) == [replies.REQUIREMENT_TAKEN]
@@ -363,7 +371,7 @@ class TestAfterPayment:
             jm.RecordChange(ChangeType.ADD_REQUIREMENT, None, "肤色自然一点", "customer", True)]
 
     def test_a_repeated_payment_notice_does_nothing(self) -> None:
-        for build in (paid_paused, processing, awaiting, revision, completed):
+        for build in (paid_manual, processing, awaiting, revision, completed):
             job = build()
             assert_noop(job, jm.step(job, jm.PaymentReceived("O1", 17, True), NOW))
 
@@ -376,12 +384,13 @@ class TestAfterPayment:
         assert step.job.result_url == "/files/t/J1-r1.png" and step.job.preview_url == "/files/t/J1-r1-p.png"
         assert of(step, jm.NotifyStaff) == [] and of(step, jm.Mail) == []
 
-    def test_a_result_below_the_quality_bar_is_sent_and_staff_asked_to_check(self) -> None:
+    def test_a_result_still_below_the_quality_bar_goes_to_a_designer_first(self) -> None:
         job = processing()
         step = jm.step(job, done(job, qa_passed=False), NOW)
-        assert step.job.state is S.AWAITING_CONFIRM and len(of(step, jm.SendImage)) == 1
-        (notice,) = of(step, jm.NotifyStaff)
-        assert notice.event == "qa_failed" and "c1" in notice.text and "J1" in notice.text and "40" in notice.text
+        assert path(step) == [(S.PROCESSING, S.TRANSFERRED)] and of(step, jm.SendImage) == [] and said(step) == []
+        (handoff,) = of(step, jm.HandOff)
+        assert handoff.rule == "qa_failed" and "40" in handoff.reason
+        assert step.job.result_url == "/files/t/J1-r1.png"  # the designer starts from it
 
     def test_a_known_email_gets_the_result_mailed_with_it(self) -> None:
         job = go(pending(), jm.CustomerText("amy@qq.com"), jm.PaymentReceived("O1", 17, True))
@@ -395,14 +404,13 @@ class TestAfterPayment:
         assert_noop(job, jm.step(job, jm.RenderDone("J1-r0", "/r", "/p", 90, True), NOW))
         assert_noop(job, jm.step(job, jm.RenderFailed("J1-r7", "x", "error"), NOW))
 
-    @pytest.mark.parametrize("kind", ["safety", "exhausted", "error"])
-    def test_a_failed_render_goes_to_a_designer(self, kind: str) -> None:
+    @pytest.mark.parametrize(("kind", "rule"), [("safety", "safety_blocked"), ("exhausted", "render_failed"),
+                                                ("error", "render_failed")])
+    def test_a_failed_render_goes_to_a_designer(self, kind: str, rule: str) -> None:
         job = processing()
         step = jm.step(job, jm.RenderFailed(jm.render_id(job), "quota", kind), NOW)
-        assert path(step) == [(S.PROCESSING, S.FAILED)] and said(step) == [replies.RENDER_FAILED]
-        assert "设计师" in said(step)[0]
-        (notice,) = of(step, jm.NotifyStaff)
-        assert notice.event == "render_failed" and kind in notice.text and "c1" in notice.text
+        assert path(step) == [(S.PROCESSING, S.TRANSFERRED)] and said(step) == [] and of(step, jm.NotifyStaff) == []
+        assert [(h.rule, kind in h.reason) for h in of(step, jm.HandOff)] == [(rule, True)]
 
 
 class TestAwaitingConfirm:
@@ -518,6 +526,104 @@ class TestCompleted:
         assert_noop(job, jm.step(job, jm.CustomerText("下次还找你"), NOW))
 
 
+class TestHandOff:
+    """transferred: the Dispatch actor's outcomes tell the customer once; a designer's completion completes."""
+
+    def test_assignment_tells_the_customer_specs_phrase(self) -> None:
+        step = jm.step(transferred(), jm.HandOffAssigned("橘子", "t1"), NOW)
+        assert said(step) == ["好的,已帮您安排设计师处理,请稍候"] and step.moves == ()
+        assert step.job.handoff_status == "assigned" and step.job.designer == "橘子"
+        assert_noop(step.job, jm.step(step.job, jm.HandOffAssigned("橘子", "t1"), NOW))
+
+    def test_a_queued_hand_off_tells_once_and_stays_quiet_at_assignment(self) -> None:
+        queued = jm.step(transferred(), jm.HandOffQueued(), NOW)
+        assert said(queued) == [replies.HANDOFF_QUEUED] and queued.job.handoff_status == "queued"
+        assert_noop(queued.job, jm.step(queued.job, jm.HandOffQueued(), NOW))
+        later = jm.step(queued.job, jm.HandOffAssigned("婷婷"), NOW)
+        assert said(later) == [] and later.job.designer == "婷婷" and later.job.handoff_status == "assigned"
+
+    def test_completion_by_the_designer_completes_the_job(self) -> None:
+        job = go(transferred(), jm.HandOffAssigned("橘子", "t1"))
+        step = jm.step(job, jm.HandOffCompleted("done"), NOW)
+        assert path(step) == [(S.TRANSFERRED, S.COMPLETED)] and step.job.done_by == "staff"
+        assert said(step) == [] and step.job.handoff_status == "done"
+        assert_noop(step.job, jm.step(step.job, jm.HandOffCompleted("done"), NOW))
+        assert_noop(step.job, jm.step(step.job, jm.CustomerText("不满意"), NOW))
+
+    @pytest.mark.parametrize("event", [jm.HandOffQueued(), jm.HandOffAssigned("橘子")])
+    def test_outcomes_for_a_job_not_handed_off_are_illegal(self, event: jm.Event) -> None:
+        with pytest.raises(jm.IllegalJobEvent, match=f"'processing'.*{event.name}"):
+            jm.step(processing(), event, NOW)
+
+
+class TestRisk:
+    """The analysis' risk verdict decides before any quote."""
+
+    def test_a_declined_photo_is_refused_politely_without_a_quote(self) -> None:
+        risky = NORMAL.model_copy(update={"risk": RiskVerdict.DECLINE, "risk_reason": "疑似身份证件",
+                                          "risk_rule": "id_document"})
+        step = jm.step(quoting(), jm.Analyzed(risky), NOW)
+        assert path(step) == [(S.QUOTING, S.CANCELLED)] and step.job.price is None
+        assert said(step) == [replies.risk_declined("id_document")] and not any("元" in t for t in said(step))
+        assert (step.job.risk, step.job.risk_reason) == ("decline", "疑似身份证件")
+
+    def test_a_doubtful_photo_goes_to_a_person_without_a_quote(self) -> None:
+        doubtful = NORMAL.model_copy(update={"risk": RiskVerdict.HUMAN, "risk_reason": "证书类", "risk_rule": "x"})
+        step = jm.step(quoting(), jm.Analyzed(doubtful), NOW)
+        assert path(step) == [(S.QUOTING, S.TRANSFERRED)] and said(step) == []
+        assert [(h.rule, "证书类" in h.reason) for h in of(step, jm.HandOff)] == [("risk_human", True)]
+
+    def test_a_declined_photo_already_paid_for_goes_to_a_person(self) -> None:
+        job = go(quoting(), jm.PaymentReceived("O1", 15, True))
+        risky = NORMAL.model_copy(update={"risk": RiskVerdict.DECLINE, "risk_reason": "纸币", "risk_rule": "banknote"})
+        step = jm.step(job, jm.Analyzed(risky), NOW)
+        assert step.job.state is S.TRANSFERRED and [h.rule for h in of(step, jm.HandOff)] == ["risk_decline"]
+
+    def test_an_accepted_photo_is_quoted_and_its_verdict_kept(self) -> None:
+        step = jm.step(quoting(), jm.Analyzed(NORMAL), NOW)
+        assert step.job.state is S.PENDING and step.job.risk == "accept"
+
+
+class TestPeopleAndLookups:
+    """Words asking for a person or for an image found (bursts)."""
+
+    @pytest.mark.parametrize("words", ["转人工", "我要找客服", "有真人吗"])
+    def test_asking_for_a_person_hands_the_newest_job_over(self, words: str) -> None:
+        result = burst([processing()], jm.TextIn("m1", words))
+        (step,) = result.steps
+        assert step.job.state is S.TRANSFERRED and [h.rule for h in of(step, jm.HandOff)] == ["customer_asked"]
+
+    def test_asking_for_a_person_without_a_job_hands_the_customer_over_once(self) -> None:
+        result = burst([], jm.TextIn("m1", "人工"), jm.TextIn("m2", "人工客服!"))
+        assert result.steps == [] and [type(e) for e in result.loose_effects] == [jm.HandOff, jm.Reply]
+        assert result.loose_effects[1] == jm.Reply(replies.ALREADY_HANDED_OFF)
+        again = jm.handle_burst([], [jm.TextIn("m3", "人工")], ids("N1"), True, NOW, customer_id="c1",
+                                open_handoff=True)
+        assert again.loose_effects == (jm.Reply(replies.ALREADY_HANDED_OFF),)
+
+    def test_find_words_with_a_photo_look_it_up_instead_of_quoting(self) -> None:
+        result = burst([], jm.PhotoIn("m1", URL), jm.TextIn("m2", "帮我找一下这张的高清原图"))
+        assert result.steps == [] and result.loose_effects == (jm.FindImage(reference_url=URL, job_id=None),)
+
+    def test_find_words_alone_look_up_the_newest_job(self) -> None:
+        done_job = completed()
+        result = jm.handle_burst([], [jm.TextIn("m1", "之前做的那张原图发我")], ids("N1"), True, NOW, customer_id="c1",
+                                 last_job=done_job)
+        assert result.loose_effects == (jm.FindImage(reference_url=None, job_id="J1"),)
+        nothing = burst([], jm.TextIn("m1", "找图"))
+        assert nothing.loose_effects == (jm.Reply(replies.ASK_FIND_REFERENCE),)
+
+    def test_loose_outcomes(self) -> None:
+        assert jm.loose_outcome("handoff_assigned", {"designer": "橘子"}) == (jm.Reply(replies.HANDED_OFF),)
+        assert jm.loose_outcome("handoff_assigned", {"designer": "橘子", "after_queue": True}) == ()
+        assert jm.loose_outcome("handoff_queued", {}) == (jm.Reply(replies.HANDOFF_QUEUED),)
+        assert jm.loose_outcome("find_done", {"url": "/f/a.png", "is_image": True}) == (
+            jm.SendImage("/f/a.png"), jm.Reply(replies.FOUND_IMAGE))
+        assert jm.loose_outcome("find_done", {"url": "/f/a.psd", "is_image": False})[0] == jm.SendFile("/f/a.psd")
+        (handoff,) = jm.loose_outcome("find_none", {"looked_for": "客户发的参考图"})
+        assert isinstance(handoff, jm.HandOff) and handoff.rule == "find_image"
+
+
 class TestCancelTransfer:
     """Any live job can be cancelled or handed to a designer; ended jobs stay ended."""
 
@@ -525,12 +631,12 @@ class TestCancelTransfer:
     def test_cancel_and_transfer_from_every_live_state(self, state: JobState) -> None:
         job = BUILDERS[state]()
         assert path(jm.step(job, jm.Cancel("x", "staff"), NOW)) == [(state, S.CANCELLED)]
-        step = jm.step(job, jm.Transfer("x"), NOW)
-        assert path(step) == [(state, S.TRANSFERRED)] and step.effects == ()
+        step = jm.step(job, jm.Transfer("staff", "x"), NOW)
+        assert path(step) == [(state, S.TRANSFERRED)] and step.effects == (jm.HandOff("staff", "x"),)
 
     @pytest.mark.parametrize("state", sorted(TERMINAL_JOB_STATES))
     def test_ended_jobs_refuse_them(self, state: JobState) -> None:
-        for event in (jm.Cancel("x", "staff"), jm.Transfer("x")):
+        for event in (jm.Cancel("x", "staff"), jm.Transfer("staff", "x")):
             with pytest.raises(jm.IllegalJobEvent, match=f"'{state.value}'.*{event.name}"):
                 jm.step(BUILDERS[state](), event, NOW)
 
@@ -656,10 +762,9 @@ class TestBurst:
         for active in ([], [processing()], [failed()]):
             result = burst(active, jm.PaymentIn("m1", "O7", 15))
             assert result.steps == []
-            reply, notice = result.loose_effects
-            assert reply == jm.Reply(replies.PAYMENT_WITHOUT_PHOTO)
-            assert isinstance(notice, jm.NotifyStaff) and notice.event == "payment_without_image"
-            assert "c1" in notice.text and "O7" in notice.text
+            (handoff,) = result.loose_effects
+            assert isinstance(handoff, jm.HandOff) and handoff.rule == "payment_without_image"
+            assert "O7" in handoff.reason and "15元" in handoff.reason
 
     def test_photo_and_payment_together_render_after_the_analysis(self) -> None:
         result = burst([], jm.PaymentIn("m1", "O1", 15), jm.PhotoIn("m2", URL))
@@ -667,10 +772,10 @@ class TestBurst:
         assert job.state is S.QUOTING and job.paid
         assert jm.step(job, jm.Analyzed(NORMAL), NOW).job.state is S.PROCESSING
 
-    def test_the_paused_module_sends_the_payment_to_staff(self) -> None:
+    def test_the_paused_module_sends_the_payment_to_a_designer(self) -> None:
         result = burst([pending()], jm.PaymentIn("m1", "O1", 17), enabled=False)
         (step,) = result.steps
-        assert step.job.state is S.PAID and [n.event for n in of(step, jm.NotifyStaff)] == ["payment_manual"]
+        assert step.job.state is S.TRANSFERRED and [h.rule for h in of(step, jm.HandOff)] == ["payment_manual"]
 
     def test_words_without_a_job(self) -> None:
         assert burst([], jm.TextIn("m1", "在吗")) == jm.BurstResult([], ())
@@ -718,6 +823,7 @@ class JobWalk(RuleBasedStateMachine):
         self.clock = 0.0
         self.history: list[JobState] = [S.QUOTING]
         self.renders_seen = 0
+        self.handed_off_told = 0
 
     def apply(self, event: jm.Event) -> None:
         self.clock += 1.0
@@ -772,12 +878,22 @@ class JobWalk(RuleBasedStateMachine):
         # the result is only sent when the job moves to awaiting_confirm
         if of(step, jm.SendImage):
             assert after.state is S.AWAITING_CONFIRM and before.state is S.PROCESSING
+        # a hand-off is asked for exactly when the job moves to transferred, and the customer is told once
+        assert bool(of(step, jm.HandOff)) == (after.state is S.TRANSFERRED and before.state is not S.TRANSFERRED)
+        self.handed_off_told += sum(r.text in (replies.HANDED_OFF, replies.HANDOFF_QUEUED) for r in of(step, jm.Reply))
+        assert self.handed_off_told <= 1
 
     @rule(complexity=st.sampled_from(list(Complexity)), has_text=st.booleans(), blur=measures, noise=measures,
-          damage=measures)
-    def analyzed(self, complexity: Complexity, has_text: bool, blur: float, noise: float, damage: float) -> None:
+          damage=measures, risk=st.sampled_from([RiskVerdict.ACCEPT] * (ENDING_ODDS - 1) + [RiskVerdict.HUMAN,
+                                                                                         RiskVerdict.DECLINE]))
+    def analyzed(self, complexity: Complexity, has_text: bool, blur: float, noise: float, damage: float,
+                 risk: RiskVerdict) -> None:
         self.apply(jm.Analyzed(Analysis(width=100, height=100, complexity=complexity, has_text=has_text, blur=blur,
-                                         noise=noise, damage=damage)))
+                                         noise=noise, damage=damage, risk=risk, risk_reason="原因", risk_rule="x")))
+
+    @rule(outcome=st.sampled_from([jm.HandOffQueued(), jm.HandOffAssigned("橘子", "t1"), jm.HandOffCompleted("ok")]))
+    def handoff_outcome(self, outcome: jm.Event) -> None:
+        self.apply(outcome)
 
     @rule(reason=st.sampled_from(REASONS), now=st.integers(min_value=1, max_value=ENDING_ODDS))
     def analysis_failed(self, reason: str, now: int) -> None:
@@ -844,13 +960,13 @@ class JobWalk(RuleBasedStateMachine):
     @rule(now=st.integers(min_value=1, max_value=ENDING_ODDS))
     def transfer(self, now: int) -> None:
         if now == ENDING_ODDS:
-            self.apply(jm.Transfer("designer"))
+            self.apply(jm.Transfer("staff", "designer"))
 
     @invariant()
     def ended_jobs_stay_ended(self) -> None:
         for i, state in enumerate(self.history[:-1]):
-            if state in ENDED:
-                assert self.history[i + 1:] == []
+            if state in ENDED:  # a designer completing a transferred job is the one way on
+                assert self.history[i + 1:] in ([], [S.COMPLETED] if state is S.TRANSFERRED else [])
         assert self.history[-1] is self.job.state
 
     @invariant()

@@ -15,6 +15,7 @@ from core.words import (
     find_email,
     is_revision,
     is_smalltalk,
+    wants_found_image,
     wants_human,
     wants_perspective_fix,
 )
@@ -232,3 +233,11 @@ def test_wants_perspective_fix(said: str, wanted: bool) -> None:
                                               ("好的", False), ("帮我抠图", False)])
 def test_wants_human(said: str, wanted: bool) -> None:
     assert wants_human(said) is wanted
+
+
+@pytest.mark.parametrize(("said", "wanted"), [
+    ("帮我找图", True), ("有原图吗", True), ("高清原图发我一下", True), ("之前做的那张再发我一次", True),
+    ("上次那张还有吗", True), ("不要原图", False), ("帮我抠图", False), ("这张变清晰", False), ("好的", False),
+])
+def test_wants_found_image(said: str, wanted: bool) -> None:
+    assert wants_found_image(said) is wanted

@@ -6,6 +6,7 @@ one quote → payment → result image at its URL → revision → re-render →
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.request
 from collections.abc import Iterator
@@ -232,16 +233,22 @@ def _cjk_font() -> str | None:
     return None
 
 
-def test_image_module_paused_sends_payments_to_staff(tmp_path: Path) -> None:
+def test_image_module_paused_hands_payments_to_a_designer(tmp_path: Path) -> None:
     launcher = Launcher(tmp_path / "paused", {"DEBOUNCE_S": "0.5", "IMAGE_MODULE_ENABLED": "false"})
     try:
         launcher.start()
         send_photo(launcher, "carl", photo_png(seed=2))
         wait_text(launcher, "carl", "元")
         pay(launcher, "carl")
-        wait_for(lambda: jobs_of(launcher, "carl")[0]["state"] == "paid", 20, what="paid, not rendering")
+        wait_text(launcher, "carl", "好的,已帮您安排设计师处理,请稍候")
+        job = jobs_of(launcher, "carl")[0]
+        assert job["state"] == "transferred" and job["handoff"]["rule"] == "payment_manual"
+        # The launcher's own dispatch stand-in got one task for it, assigned to a designer online.
+        standin = json.loads((launcher.data_dir / "logs" / "dispatch_api.ready").read_text())["control_url"]
+        tasks = [t for t in http("GET", f"{standin}/tasks")[1] if "carl" in t["description"]]
+        assert len(tasks) == 1 and tasks[0]["status"] == "assigned" and tasks[0]["task_name"] == "图片处理-carl"
         wait_for(lambda: "staff notification" in launcher.output() and "carl" in launcher.output(), 20,
-                 what="staff told")
+                 what="staff told (in the log: no WECHAT_WEBHOOK)")
         assert images(launcher, "carl") == []
     finally:
         launcher.stop()

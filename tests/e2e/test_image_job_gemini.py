@@ -6,8 +6,6 @@ Covers the revision note reaching the model's prompt, the faults the issue names
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,30 +27,11 @@ from tests.e2e.test_image_job import (
     wait_text,
 )
 from tests.e2e.test_image_job import images as images_of
-from tests.harness import Launcher, SmtpSink, free_port, photo_png, wait_for
+from tests.harness import Launcher, RobotThread, SmtpSink, free_port, photo_png, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 IMAGE_MODEL = "gemini-3.1-flash-image"
-
-
-class Recorder:
-    """The WeChat webhook recorder served from a thread of its own."""
-
-    def __init__(self) -> None:
-        self.rec = WebhookRecorder(port=free_port())
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> WebhookRecorder:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.rec.start(), self.loop).result(5)
-        return self.rec
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.rec.stop(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +42,7 @@ def gemini() -> Iterator[FakeGemini]:
 
 @pytest.fixture(scope="module")
 def webhook() -> Iterator[WebhookRecorder]:
-    with Recorder() as rec:
+    with RobotThread() as rec:
         yield rec
 
 
@@ -156,12 +135,13 @@ def test_a_timeout_is_retried(shop: Launcher, gemini: FakeGemini) -> None:
     assert len(images_of(shop, "slow")) == 1
 
 
-def test_a_safety_block_fails_the_job_tells_the_customer_and_staff(shop: Launcher, gemini: FakeGemini,
-                                                                    webhook: WebhookRecorder) -> None:
+def test_a_safety_block_hands_the_job_to_a_designer_and_tells_the_customer_and_staff(
+        shop: Launcher, gemini: FakeGemini, webhook: WebhookRecorder) -> None:
     gemini.add_faults([FaultSpec(kind="safety")], model="image")
     job_id = quoted_and_paid(shop, "unsafe", 25)
-    wait_text(shop, "unsafe", replies.RENDER_FAILED)
-    wait_for(lambda: jobs_of(shop, "unsafe")[0]["state"] == "failed", 10, what="job failed")
+    wait_text(shop, "unsafe", replies.HANDED_OFF)
+    job = wait_for(lambda: (j := jobs_of(shop, "unsafe")[0])["state"] == "transferred" and j, 10, what="transferred")
+    assert job["handoff"]["rule"] == "safety_blocked" and job["handoff"]["status"] == "assigned"
     assert [c["outcome"] for c in image_calls(gemini, job_id)] == ["safety"]  # never retried
     wait_for(lambda: any("unsafe" in m["body"]["markdown"]["content"] for m in webhook.accepted()), 20,
              what="staff told through the webhook")
