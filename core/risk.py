@@ -1,8 +1,9 @@
 """Risk assessment before any quote (SPEC §2): accept, decline politely, or hand to a person, with a reason.
 
 Offline rules over the photo's measures and the words OCR read in it. The shop does not edit identity
-documents or money (declined); certificates and licences, and photos too damaged to fix, a person judges.
-A vision model's verdict, when keyed, is combined with `stricter`: it can tighten the rules', never loosen.
+documents or money (declined); certificates and licences, forms full of personal details, and photos too
+damaged to fix, a person judges. A vision model's verdict, when keyed, is combined with `stricter`: it can
+tighten the rules', never loosen them.
 """
 
 from __future__ import annotations
@@ -13,20 +14,31 @@ from dataclasses import dataclass
 
 from protocol.image import RiskVerdict
 
-ID_WORDS: tuple[str, ...] = ("居民身份证", "公民身份号码", "身份证", "护照", "passport", "驾驶证", "驾驶执照",
+# Words are compared after NFKC, lower case and without spaces (OCR splits and joins words at will).
+ID_WORDS: tuple[str, ...] = ("居民身份证", "公民身份号码", "身份证", "护照", "PASSPORT", "驾驶证", "驾驶执照",
                              "社会保障卡", "港澳通行证", "居住证")
-ID_FIELD_WORDS: tuple[str, ...] = ("姓名", "性别", "民族", "出生", "住址", "签发机关", "有效期限")
-BANKNOTE_WORDS: tuple[str, ...] = ("中国人民银行", "bank of", "federal reserve", "legal tender")
-BANKNOTE_AMOUNTS: tuple[str, ...] = ("壹佰圆", "伍拾圆", "贰拾圆", "拾圆", "伍圆", "壹圆", "壹佰元", "伍拾元")
+# The labels on the front of a Chinese ID card; OCR often reads 别 as the traditional 別.
+ID_FRONT_FIELDS: tuple[tuple[str, ...], ...] = (("姓名",), ("性别", "性別"), ("民族",), ("出生",), ("住址",))
+ID_BACK_FIELDS: tuple[str, ...] = ("签发机关", "有效期限")
+BANKNOTE_WORDS: tuple[str, ...] = ("中国人民银行", "ZHONGGUO RENMIN YINHANG", "BANK OF", "FEDERAL RESERVE",
+                                   "LEGAL TENDER")
+# Denominations as printed on RMB notes: 圆 and 角, never the 元 of receipts and invoices.
+BANKNOTE_AMOUNTS: tuple[str, ...] = ("壹佰圆", "伍拾圆", "贰拾圆", "拾圆", "伍圆", "贰圆", "壹圆", "伍角", "贰角",
+                                     "壹角")
+BANKNOTE_CONTEXT: tuple[str, ...] = ("人民币", "银行")
 CERTIFICATE_WORDS: tuple[str, ...] = ("证书", "毕业证", "学位证", "营业执照", "结婚证", "离婚证", "房产证",
                                       "不动产权", "户口", "公章", "专用章", "许可证", "资格证", "荣誉证书", "证明")
-ID_NUMBER = re.compile(r"(?<!\d)\d{17}[\dxX](?!\d)")
+ID_NUMBER = re.compile(r"(?<!\d)\d{17}[\dx](?!\d)")
 ID_CARD_RATIO = 85.6 / 54.0
+ID_CARD_RATIO_SLACK = 0.12
 
 MIN_SIDE = 64
 MIN_PIXELS = 16_384
+# imaging/analysis.py saturates damage at 100 for any plainly yellowed or faded old photo, and blur at 100 for
+# any soft one: those are the shop's everyday work. Only heavy noise or grain on top of either is past fixing.
 DAMAGE_BEYOND_REPAIR = 90.0
-BLUR_BEYOND_REPAIR, NOISE_BEYOND_REPAIR = 95.0, 80.0
+BLUR_BEYOND_REPAIR = 95.0
+NOISE_BEYOND_REPAIR = 80.0
 
 _ORDER = {RiskVerdict.ACCEPT: 0, RiskVerdict.HUMAN: 1, RiskVerdict.DECLINE: 2}
 
@@ -44,28 +56,53 @@ ACCEPTED = Assessment(RiskVerdict.ACCEPT, "", "ok")
 
 
 def _norm(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).lower().replace(" ", "")
+    return "".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+def _first(words: tuple[str, ...], said: str) -> str | None:
+    """The first of `words` in the normalised text `said`, as written in the list."""
+    return next((w for w in words if _norm(w) in said), None)
+
+
+def _id_document(said: str, card_shaped: bool) -> Assessment | None:
+    """Decline on an identity document's own words or number; a form of personal details goes to a person."""
+    word = _first(ID_WORDS, said)
+    front = sum(any(v in said for v in variants) for variants in ID_FRONT_FIELDS)
+    number = ID_NUMBER.search(said) is not None
+    if word is not None:
+        return Assessment(RiskVerdict.DECLINE, f"疑似身份证件({word})", "id_document")
+    if number and (front or card_shaped):
+        return Assessment(RiskVerdict.DECLINE, "疑似身份证件(身份证号码)", "id_document")
+    if all(f in said for f in ID_BACK_FIELDS) or (card_shaped and "姓名" in said and front >= 2):
+        return Assessment(RiskVerdict.DECLINE, "疑似身份证件(证件栏目)", "id_document")
+    if front >= 3:  # a résumé or registration form reads the same: a person tells them apart
+        return Assessment(RiskVerdict.HUMAN, "含姓名、性别等个人信息栏目,需人工判断是否证件", "id_document")
+    return None
 
 
 def assess(width: int, height: int, blur: float, noise: float, damage: float, text: str) -> Assessment:
     """The rules' verdict on a photo from its size, measures (0-100) and the text read in it."""
     said = _norm(text)
     ratio = max(width, height) / max(1, min(width, height))
-    id_word = next((w for w in ID_WORDS if w in said), None)
-    fields = sum(w in said for w in ID_FIELD_WORDS)
-    if id_word or (ID_NUMBER.search(said) and (fields >= 1 or abs(ratio - ID_CARD_RATIO) < 0.12)) or fields >= 3:
-        return Assessment(RiskVerdict.DECLINE, f"疑似身份证件({id_word or '证件号码/证件栏目'})", "id_document")
-    money = next((w for w in BANKNOTE_WORDS + BANKNOTE_AMOUNTS if w in said), None)
-    if money is not None and (money in BANKNOTE_WORDS or "人民币" in said or "银行" in said):
+    id_document = _id_document(said, abs(ratio - ID_CARD_RATIO) < ID_CARD_RATIO_SLACK)
+    if id_document is not None and id_document.verdict is RiskVerdict.DECLINE:
+        return id_document
+    money = _first(BANKNOTE_WORDS, said)
+    amount = _first(BANKNOTE_AMOUNTS, said)
+    if money is None and amount is not None and _first(BANKNOTE_CONTEXT, said) is not None:
+        money = amount
+    if money is not None:
         return Assessment(RiskVerdict.DECLINE, f"疑似纸币({money})", "banknote")
-    certificate = next((w for w in CERTIFICATE_WORDS if w in said), None)
-    if certificate is not None:
-        return Assessment(RiskVerdict.HUMAN, f"证书或证照类图片({certificate}),需人工判断能否处理", "certificate")
     if min(width, height) < MIN_SIDE or width * height < MIN_PIXELS:
         return Assessment(RiskVerdict.DECLINE, f"图片太小({width}x{height})", "too_small")
-    if damage >= DAMAGE_BEYOND_REPAIR or (blur >= BLUR_BEYOND_REPAIR and noise >= NOISE_BEYOND_REPAIR):
-        return Assessment(RiskVerdict.HUMAN, f"损坏或模糊严重(损坏 {damage:.0f},模糊 {blur:.0f}),需人工判断",
-                          "too_damaged")
+    if id_document is not None:
+        return id_document
+    certificate = _first(CERTIFICATE_WORDS, said)
+    if certificate is not None:
+        return Assessment(RiskVerdict.HUMAN, f"证书或证照类图片({certificate}),需人工判断能否处理", "certificate")
+    if noise >= NOISE_BEYOND_REPAIR and (damage >= DAMAGE_BEYOND_REPAIR or blur >= BLUR_BEYOND_REPAIR):
+        return Assessment(RiskVerdict.HUMAN, f"损坏或噪点严重(损坏 {damage:.0f},模糊 {blur:.0f},噪点 {noise:.0f}),"
+                          "需人工判断", "too_damaged")
     return ACCEPTED
 
 

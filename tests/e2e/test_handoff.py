@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from standins.dispatch_api import DispatchStandin
-from standins.fake_gemini import ConfigRequest, FakeGemini, FaultSpec
+from standins.fake_gemini import ConfigRequest, FakeGemini, FaultSpec, RiskAnswer
 from standins.webhook_recorder import WebhookRecorder
 from tests.e2e.test_image_job import images, jobs_of, pay, send_photo, texts, wait_text
 from tests.harness import Launcher, RobotThread, photo_png, wait_for
@@ -123,6 +123,19 @@ def test_a_result_failing_the_quality_check_goes_to_a_designer_first(
         gemini.configure(ConfigRequest(qa_score=85))
     assert images(shop, "ho_qa") == []  # the designer checks the result before the customer sees it
     assert "/files/" in task["description"]  # and starts from it
+
+
+def test_a_photo_the_model_judges_doubtful_goes_to_a_designer_without_a_quote(
+        shop: Launcher, gemini: FakeGemini, designers: DispatchStandin, robot: WebhookRecorder) -> None:
+    gemini.configure(ConfigRequest(risk=RiskAnswer(verdict="human", reason="像是合同扫描件")))
+    try:
+        send_photo(shop, "ho_risk", photo_png(seed=75))
+        assert_handed_off(shop, designers, robot, "ho_risk", "像是合同扫描件", "risk_human")
+    finally:
+        gemini.configure(ConfigRequest(risk=RiskAnswer()))
+    job = jobs_of(shop, "ho_risk")[0]
+    assert job["risk"]["verdict"] == "human" and job["analysis"]["risk_source"] == "gemini"
+    assert not any("元" in t for t in texts(shop, "ho_risk"))
 
 
 def test_a_payment_without_a_photo_goes_to_a_designer(shop: Launcher, designers: DispatchStandin,
