@@ -96,6 +96,6 @@ def test_kills_mid_hand_off_make_one_task_per_hand_off_and_tell_each_customer_on
         assert texts(shop, customer).count(HANDED_OFF) == 1, (customer, texts(shop, customer))
     assert {k for k, _ in kills} >= {"dispatch"}
     creates = Counter(r["idempotency_key"] for r in designers.requests() if r["path"] == "/tasks")
+    again = served_again.get("dispatch", 0.0)
     print(f"\nkills: {[k for k, _ in kills]}; POST /tasks repeated for {sum(v > 1 for v in creates.values())} "
-          f"of {len(everyone)} hand-offs (same key, same task); assigning again {served_again.get('dispatch', 0):.2f} s "
-          f"after a dispatch kill")
+          f"of {len(everyone)} hand-offs (same key, same task); assigning again {again:.2f} s after a dispatch kill")
