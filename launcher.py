@@ -90,17 +90,16 @@ def check_port_free(host: str, port: int, what: str) -> None:
                               f"port") from None
 
 
-def simulator_ports(settings: Settings) -> Settings:
-    """The simulator's ports: as configured, or any free one where a default port is taken."""
+def standin_ports(settings: Settings, ports: tuple[tuple[str, str], ...]) -> Settings:
+    """A stand-in's ports: as configured, or any free one where a default port is taken."""
     update = {}
-    for name, what in (("IM_SIMULATOR_WS_PORT", "IM simulator WebSocket"), ("IM_SIMULATOR_HTTP_PORT",
-                                                                          "IM simulator control")):
+    for name, what in ports:
         try:
             check_port_free("127.0.0.1", getattr(settings, name), what)
         except LaunchError:
             if name in settings.model_fields_set:
                 raise  # a port the user chose must be honoured or refused, never silently moved
-            log.warning("%s port %d is taken; the simulator uses a free port instead", what, getattr(settings, name))
+            log.warning("%s port %d is taken; a free port is used instead", what, getattr(settings, name))
             update[name] = 0
     return settings.model_copy(update=update) if update else settings
 
@@ -163,12 +162,13 @@ def start_simulator(settings: Settings) -> tuple[subprocess.Popen[bytes], str, s
     return proc, urls["ws_url"], urls["http_url"]
 
 
-def start_dispatch_standin(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the designer dispatch stand-in (designers 橘子 and 婷婷 online); its base URL."""
+def start_dispatch_standin(settings: Settings) -> tuple[subprocess.Popen[bytes], str, str]:
+    """Start the designer dispatch stand-in (designers 橘子 and 婷婷 online); its base URL and control URL."""
     proc, urls = start_standin(settings, "standins.dispatch_api", [
-        "--host", "127.0.0.1", "--port", "0", "--state-path", str(settings.DATA_DIR / "dispatch-standin.json")],
+        "--host", "127.0.0.1", "--port", str(settings.DISPATCH_STANDIN_PORT),
+        "--state-path", str(settings.DATA_DIR / "dispatch-standin.json")],
         "designer dispatch stand-in")
-    return proc, urls["url"]
+    return proc, urls["url"], urls["control_url"]
 
 
 @dataclass
@@ -185,7 +185,8 @@ def start_system(settings: Settings, log_defs: dict) -> RunningSystem:
     """Start Thespian on the admin port and Root with every child; wait until Root answers."""
     from thespian.actors import ActorSystem
 
-    ours = {settings.HTTP_API_PORT, settings.IM_SIMULATOR_WS_PORT, settings.IM_SIMULATOR_HTTP_PORT} - {0}
+    ours = {settings.HTTP_API_PORT, settings.IM_SIMULATOR_WS_PORT, settings.IM_SIMULATOR_HTTP_PORT,
+            settings.DISPATCH_STANDIN_PORT} - {0}
     if settings.THESPIAN_ADMIN_PORT in ours:
         raise LaunchError(f"THESPIAN_ADMIN_PORT {settings.THESPIAN_ADMIN_PORT} is also used by the HTTP API or the "
                           f"simulator; choose another")
@@ -290,13 +291,15 @@ def main() -> int:
         prepare_database(settings)
         check_port_free(settings.HTTP_API_HOST, settings.HTTP_API_PORT, "HTTP API")
         on_defaults = settings.defaults_in_use()
-        sim_control = None
+        sim_control = dispatch_control = None
         if not settings.TUHUI_DISPATCH_URL:
-            dispatch, dispatch_url = start_dispatch_standin(settings)
+            settings = standin_ports(settings, (("DISPATCH_STANDIN_PORT", "dispatch stand-in"),))
+            dispatch, dispatch_url, dispatch_control = start_dispatch_standin(settings)
             standins.append(dispatch)
             settings = settings.model_copy(update={"TUHUI_DISPATCH_URL": dispatch_url})
         if not settings.IM_BRIDGE_URL:
-            settings = simulator_ports(settings)
+            settings = standin_ports(settings, (("IM_SIMULATOR_WS_PORT", "IM simulator WebSocket"),
+                                                ("IM_SIMULATOR_HTTP_PORT", "IM simulator control")))
             simulator, ws_url, sim_control = start_simulator(settings)
             standins.append(simulator)
             # The simulator serves the photos a person uploads on its page: the renderer may fetch them.
@@ -314,7 +317,7 @@ def main() -> int:
         for proc in standins:
             proc.kill()
         return 2
-    _banner(settings, sim_control, on_defaults)
+    _banner(settings, sim_control, dispatch_control, on_defaults)
     nonce, misses = 0, 0
     try:
         while not stop.wait(WATCH_INTERVAL_S):
@@ -360,7 +363,7 @@ def _start_with_retry(settings: Settings, log_defs: dict, stop: threading.Event)
     return None
 
 
-def _banner(settings: Settings, sim_control: str | None, on_defaults: list[str]) -> None:
+def _banner(settings: Settings, sim_control: str | None, dispatch_control: str | None, on_defaults: list[str]) -> None:
     lines = [
         "retouch-shop service is up",
         f"  Tianwang API   {settings.api_base_url}/api/task/receive  (health: {settings.api_base_url}/api/health)",
@@ -374,8 +377,9 @@ def _banner(settings: Settings, sim_control: str | None, on_defaults: list[str])
     mail = (f"SMTP {settings.SMTP_HOST}:{settings.SMTP_PORT}" if settings.SMTP_HOST
             else f"files under {settings.DATA_DIR / 'outbox-mail'}")
     lines.append(f"  result e-mail  {mail}")
-    lines.append(f"  designers      dispatch API {settings.TUHUI_DISPATCH_URL}; human takeover pauses the AI for "
-                 f"{settings.TAKEOVER_MINUTES:g} min")
+    lines.append(f"  designers      dispatch API {settings.TUHUI_DISPATCH_URL}"
+                 + (f" (stand-in; designers and tasks at {dispatch_control})" if dispatch_control else "")
+                 + f"; a staff message pauses the AI for {settings.TAKEOVER_MINUTES:g} min")
     lines.append(f"  find-image     archive of originals and results, and {settings.asset_dir}")
     lines.append(f"  data           {settings.DATA_DIR}")
     lines.append("  on embedded defaults: " + ("; ".join(on_defaults) or "none"))

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     THESPIAN_IDLE_SOCKET_MS: int = Field(default=20, ge=1, description="idle actor connections close after this")
     IM_SIMULATOR_WS_PORT: int = Field(default=6070, ge=0, le=65535)
     IM_SIMULATOR_HTTP_PORT: int = Field(default=6071, ge=0, le=65535)
+    DISPATCH_STANDIN_PORT: int = Field(default=6073, ge=0, le=65535, description="the dispatch stand-in, when it runs")
     TASK_RETRY_BASE_S: float = Field(default=5.0, gt=0, description="first retry delay of a failed action")
     CALLBACK_RETRY_MAX_S: float = Field(default=60.0, gt=0, description="longest pause between callback tries")
     SWEEP_INTERVAL_S: float = Field(default=5.0, gt=0, description="how often lost in-flight work is re-driven")

@@ -111,7 +111,8 @@ class Launcher:
         env.update(
             DATA_DIR=str(self.data_dir), HTTP_API_PORT=str(self.api_port), THESPIAN_ADMIN_PORT=str(self.admin_port),
             IM_SIMULATOR_WS_PORT=str(self.sim_ws_port), IM_SIMULATOR_HTTP_PORT=str(self.sim_http_port),
-            SWEEP_INTERVAL_S="1", TASK_RETRY_BASE_S="0.2", CALLBACK_RETRY_MAX_S="1", PYTHONUNBUFFERED="1",
+            DISPATCH_STANDIN_PORT="0", SWEEP_INTERVAL_S="1", TASK_RETRY_BASE_S="0.2", CALLBACK_RETRY_MAX_S="1",
+            PYTHONUNBUFFERED="1",
         )
         env.update(self.env_extra)
         return env

@@ -126,14 +126,15 @@ def test_a_launcher_killed_with_sigkill_takes_everything_down(tmp_path: Path) ->
         launcher.kill()
 
 
-def test_the_simulator_moves_off_a_taken_default_port_but_not_off_a_chosen_one(
+def test_a_stand_in_moves_off_a_taken_default_port_but_not_off_a_chosen_one(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from launcher import LaunchError, simulator_ports
+    from launcher import LaunchError, standin_ports
     from protocol.settings import Settings
 
     for name in ("IM_SIMULATOR_WS_PORT", "IM_SIMULATOR_HTTP_PORT"):
         monkeypatch.delenv(name, raising=False)
     default = Settings.model_fields["IM_SIMULATOR_WS_PORT"].default
+    ports = (("IM_SIMULATOR_WS_PORT", "IM simulator WebSocket"),)
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -141,9 +142,9 @@ def test_the_simulator_moves_off_a_taken_default_port_but_not_off_a_chosen_one(
             s.listen()
         except OSError:
             pass  # somebody else holds it already: just as taken
-        assert simulator_ports(Settings(_env_file=None)).IM_SIMULATOR_WS_PORT == 0
+        assert standin_ports(Settings(_env_file=None), ports).IM_SIMULATOR_WS_PORT == 0
         with pytest.raises(LaunchError, match="already in use"):
-            simulator_ports(Settings(_env_file=None, IM_SIMULATOR_WS_PORT=default))
+            standin_ports(Settings(_env_file=None, IM_SIMULATOR_WS_PORT=default), ports)
 
 
 @pytest.mark.timeout(60)
