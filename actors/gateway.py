@@ -8,8 +8,13 @@ from thespian.actors import ActorAddress
 
 from actors.base import ServiceActor
 from actors.bridge import ThreadBridge
-from integrations.im_bridge import BridgeClient
+from actors.render_work import gemini_client
+from core.phrasing import Line
+from integrations.im_bridge import BridgeClient, PhraseFn
+from integrations.phrasing import Phrased, Phraser
+from persistence import profiles
 from protocol.messages import InboundItem, RouteMessages, SendNudge, SendOutcome
+from protocol.settings import Settings
 
 
 class Gateway(ServiceActor):
@@ -24,7 +29,8 @@ class Gateway(ServiceActor):
             self.log.error("gateway: IM_BRIDGE_URL is not set; the launcher should have started the simulator")
             return
         self.bridge = ThreadBridge("gateway")
-        self.client = BridgeClient(self.settings.IM_BRIDGE_URL, self.bridge.post)
+        self.client = BridgeClient(self.settings.IM_BRIDGE_URL, self.bridge.post, phrase_fn(self.settings),
+                                   self.settings.PHRASE_TIME_LIMIT_S)
         self.bridge.start(self.client.run)
         self.every(self.settings.SWEEP_INTERVAL_S, "sweep")
 
@@ -54,3 +60,19 @@ class Gateway(ServiceActor):
     def detail(self) -> dict[str, Any]:
         return self.client.detail() if self.bridge is not None else {"connected": False}
 
+
+
+def phrase_fn(settings: Settings) -> PhraseFn | None:
+    """Replies worded by the text model when Gemini is keyed and PHRASE_REPLIES is on; else None."""
+    if not settings.PHRASE_REPLIES:
+        return None
+    client = gemini_client(settings.model_copy(update={"GEMINI_TIMEOUT_S": settings.PHRASE_TIME_LIMIT_S}))
+    if client is None:
+        return None
+    phraser = Phraser(client)
+
+    def phrase(customer_id: str, fixed: str) -> Phrased:
+        recent = [Line(who, text) for who, text in profiles.recent_exchange(customer_id)]
+        return phraser.phrase(fixed, recent)
+
+    return phrase

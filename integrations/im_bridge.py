@@ -19,6 +19,7 @@ from typing import Any
 import websockets
 from pydantic import ValidationError
 
+from integrations.phrasing import Phrased
 from persistence import messages, outbox
 from protocol.im import AckFrame, MessageFrame, SendFailedFrame, SendFrame, SentFrame, inbound_frame
 
@@ -26,22 +27,32 @@ log = logging.getLogger("shop.gateway")
 
 INFLIGHT_RESEND_S = 30.0  # a send the bridge has not answered for this long is sent again (same send_id)
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 10.0
+PHRASING_AT_ONCE = 4
+
+# (customer_id, fixed reply) → the words to send; blocking, run on the phrasing threads.
+PhraseFn = Callable[[str, str], Phrased]
 
 
 class BridgeClient:
     """Connects to the bridge, stores and acks inbound messages, sends the outbox's im_send rows."""
 
-    def __init__(self, url: str, post: Callable[[Any], None]) -> None:
+    def __init__(self, url: str, post: Callable[[Any], None], phrase: PhraseFn | None = None,
+                 phrase_limit_s: float = 4.0) -> None:
+        """``phrase``: rewords replies flagged ``rephrase`` before their first send, within ``phrase_limit_s``."""
         self.url = url
         self.post = post
         self.db = ThreadPoolExecutor(1, thread_name_prefix="gateway-db")
+        self.phrase, self.phrase_limit_s = phrase, phrase_limit_s
+        self.phrasers = ThreadPoolExecutor(PHRASING_AT_ONCE, thread_name_prefix="gateway-phrase")
+        self.phrasing: dict[str, str] = {}  # customer → key of the reply being phrased
         self.ws: Any = None
         self.inflight: dict[str, float] = {}
         self._flush = asyncio.Event()
         self._arrived: list[MessageFrame | SentFrame | SendFailedFrame] = []
         self._work = asyncio.Event()
         self.connected_since: float | None = None
-        self.counts = {"received": 0, "duplicates": 0, "sent": 0, "settled": 0, "connects": 0}
+        self.counts = {"received": 0, "duplicates": 0, "sent": 0, "settled": 0, "connects": 0,
+                       "phrased": 0, "phrase_fallbacks": 0}
 
     def request_flush(self) -> None:
         """From the actor (via call_soon_threadsafe): look at the outbox now."""
@@ -91,14 +102,49 @@ class BridgeClient:
         now = time.time()
         fresh = frozenset(k for k, at in self.inflight.items() if now - at < INFLIGHT_RESEND_S)
         rows = await self._db(outbox.pending, "im_send", now, 200, fresh)
+        held = set(self.phrasing)  # a customer's later sends wait for the reply being phrased: order is kept
         for row in rows:
             if self.ws is None:
                 return
-            frame = SendFrame(**json.loads(row.payload))
-            await self.ws.send(frame.model_dump_json())
-            self.inflight[row.key] = now
-            self.counts["sent"] += 1
+            payload = json.loads(row.payload)
+            customer = payload.get("customer_id", "")
+            if customer in held:
+                continue
+            if payload.get("rephrase") and self.phrase is not None:
+                held.add(customer)
+                self.phrasing[customer] = row.key
+                asyncio.create_task(self._phrase_then_send(row.key, payload))
+                continue
+            await self._send(row.key, payload, now)
         if len(rows) == 200:
+            self._flush.set()
+
+    async def _send(self, key: str, payload: dict[str, Any], now: float) -> None:
+        await self.ws.send(SendFrame(**payload).model_dump_json())
+        self.inflight[key] = now
+        self.counts["sent"] += 1
+
+    async def _phrase_then_send(self, key: str, payload: dict[str, Any]) -> None:
+        """Reword, store the words (a resend after a crash repeats them), then send."""
+        assert self.phrase is not None
+        fixed, customer = payload["content"], payload["customer_id"]
+        try:
+            try:
+                phrased = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
+                    self.phrasers, self.phrase, customer, fixed), self.phrase_limit_s)
+            except Exception as exc:  # the time limit, or anything the phrasing thread ran into
+                log.warning("send %s: phrasing gave up (%s); the fixed reply goes out", key, type(exc).__name__)
+                phrased = Phrased(fixed, f"fixed: {type(exc).__name__}")
+            self.counts["phrased" if phrased.source == "model" else "phrase_fallbacks"] += 1
+            worded = {k: v for k, v in payload.items() if k != "rephrase"}
+            worded.update(content=phrased.text, fixed=fixed, worded_by=phrased.source)
+            now = time.time()
+            if await self._db(outbox.replace_payload, key, worded, now) and self.ws is not None:
+                await self._send(key, worded, now)
+        except Exception as exc:  # the connection dropped: the stored words go out after reconnecting
+            log.warning("send %s: not sent after phrasing (%s)", key, type(exc).__name__)
+        finally:
+            self.phrasing.pop(customer, None)
             self._flush.set()
 
     def _on_frame(self, raw: str | bytes) -> None:

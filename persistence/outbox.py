@@ -120,3 +120,10 @@ def first_pending_per_ref(kind: str, limit: int = 100) -> list[Outbox]:
 def payload_of(row: Outbox) -> dict[str, Any]:
     """A row's payload as a dict."""
     return json.loads(row.payload)
+
+
+def replace_payload(key: str, payload: dict[str, Any], now: float) -> bool:
+    """Rewrite a pending row's payload before its first send (a rephrased reply); False if no longer pending."""
+    with atomic():
+        return bool(Outbox.update(payload=json.dumps(payload, ensure_ascii=False), updated_at=now)
+                    .where((Outbox.key == key) & (Outbox.status == "pending")).execute())

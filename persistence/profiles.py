@@ -8,7 +8,8 @@ from typing import Any
 
 from core.profile import ProfileStats, tags
 from persistence import handoffs, jobs, messages, takeover
-from persistence.models import Conversation, ImageJob, JobTransition, Outbox, RequirementChange
+from persistence.models import Conversation, ImageJob, InboundMessage, JobTransition, Outbox, RequirementChange
+from protocol.im import MsgType
 
 
 def profile(customer_id: str) -> dict[str, Any] | None:
@@ -66,3 +67,15 @@ def recent_sends(customer_id: str, limit: int = 50) -> list[dict[str, Any]]:
             out.append({"send_id": row.key, "msg_type": p.get("msg_type"), "content": p.get("content"),
                         "status": row.status, "at": row.created_at})
     return list(reversed(out[:limit]))
+
+
+def recent_exchange(customer_id: str, limit: int = 6) -> list[tuple[str, str]]:
+    """The last text lines between the customer and the shop, oldest first, as ("customer" | "shop", text)."""
+    said = [(m.received_at, "customer", json.loads(m.content))
+            for m in (InboundMessage.select().where((InboundMessage.customer_id == customer_id)
+                                                    & (InboundMessage.kind == "text"))
+                      .order_by(InboundMessage.id.desc()).limit(limit))]
+    sent = [(s["at"], "shop", s["content"]) for s in recent_sends(customer_id, limit)
+            if s["msg_type"] == int(MsgType.TEXT) and s["status"] == "delivered"]
+    lines = sorted(((at, who, text) for at, who, text in said + sent if isinstance(text, str)), key=lambda x: x[0])
+    return [(who, text) for _, who, text in lines[-limit:]]

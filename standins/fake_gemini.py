@@ -52,6 +52,7 @@ import io
 import json
 import logging
 import math
+import re
 import signal
 import threading
 import time
@@ -120,6 +121,7 @@ class ConfigRequest(_Strict):
     qa_score: int | None = Field(default=None, ge=0, le=100)
     text: TextAnswer | None = None
     risk: RiskAnswer | None = None
+    phrase: str | None = Field(default=None, description="what a phrasing request answers; null = a rewording")
     api_key: str | None = Field(default=None, description="when set, the only key accepted")
 
 
@@ -158,6 +160,7 @@ class FakeGemini:
         self._qa_score = DEFAULT_QA_SCORE
         self._text = TextAnswer()
         self._risk = RiskAnswer()
+        self._phrase: str | None = None
         self._api_key: str | None = None
         self._log: list[dict[str, Any]] = []
         self._seq = 0
@@ -254,6 +257,8 @@ class FakeGemini:
                 self._text = config.text
             if config.risk is not None:
                 self._risk = config.risk
+            if "phrase" in config.model_fields_set:
+                self._phrase = config.phrase
             if "api_key" in config.model_fields_set:
                 self._api_key = config.api_key
 
@@ -269,6 +274,7 @@ class FakeGemini:
             self._qa_score = DEFAULT_QA_SCORE
             self._text = TextAnswer()
             self._risk = RiskAnswer()
+            self._phrase = None
             self._api_key = None
             self._log.clear()
 
@@ -364,7 +370,9 @@ class FakeGemini:
             schema = call.schema or {"type": "object"}
             text = json.dumps(_fill(schema, schema, overrides), ensure_ascii=False)
         else:
-            text = _phrase(call.prompt)
+            with self._lock:
+                fixed = self._phrase
+            text = fixed if fixed is not None else _phrase(call.prompt)
         return _response(call, [{"text": text}], out_tokens=max(1, len(text) // 2))
 
 
@@ -475,7 +483,10 @@ def _google_error(code: int, status: str, message: str, details: list[dict[str, 
 
 
 def _phrase(prompt: str) -> str:
-    """A short Chinese reply that echoes what was asked."""
+    """A rewording of the fixed reply the prompt quotes (facts kept), else a short phrase echoing the prompt."""
+    quoted = re.search(r"固定回复[^「]*「(.+?)」", prompt)
+    if quoted:
+        return f"亲,{quoted.group(1)}~"
     gist = " ".join(prompt.split())[:30]
     return f"好的,收到~「{gist}」这就给您安排。" if gist else "好的,收到~"
 

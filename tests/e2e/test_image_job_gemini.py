@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from core import replies
-from standins.fake_gemini import FakeGemini, FaultSpec
+from protocol.image import Operation
+from standins.fake_gemini import ConfigRequest, FakeGemini, FaultSpec
 from standins.webhook_recorder import WebhookRecorder
 from tests.e2e.test_image_job import (
     ASK_EMAIL,
@@ -27,6 +28,7 @@ from tests.e2e.test_image_job import (
     wait_text,
 )
 from tests.e2e.test_image_job import images as images_of
+from tests.e2e.test_image_job import texts as texts_of
 from tests.harness import Launcher, RobotThread, SmtpSink, free_port, photo_png, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -156,3 +158,31 @@ def test_payment_after_a_restart_finds_the_job(shop: Launcher, tmp_path: Path) -
     pay(shop, "later")
     wait_text(shop, "later", ASK_EMAIL)
     assert jobs_of(shop, "later")[0]["state"] == "awaiting_confirm"
+
+
+def test_replies_are_worded_by_the_text_model_and_spec_phrases_stay_word_for_word(
+        shop: Launcher, gemini: FakeGemini) -> None:
+    before = len(gemini.requests())
+    send_photo(shop, "worded", photo_png(seed=81))
+    quote = wait_text(shop, "worded", "元")[0]
+    pay(shop, "worded")
+    wait_text(shop, "worded", ASK_EMAIL)
+
+    job = jobs_of(shop, "worded")[0]
+    fixed = replies.quote(Operation(job["operation"]), job["price"], False)
+    assert quote == f"亲,{fixed}~"  # the stand-in's wording of the state machine's quote, price kept
+    phrasing = [r for r in gemini.requests()[before:] if r["kind"] == "text" and f"「{fixed}」" in r["prompt"]]
+    assert len(phrasing) == 1, "one wording per reply"
+    told = texts_of(shop, "worded")
+    assert ASK_EMAIL in told and f"亲,{ASK_EMAIL}~" not in told
+
+
+def test_a_wording_that_loses_the_price_is_not_sent(shop: Launcher, gemini: FakeGemini) -> None:
+    gemini.configure(ConfigRequest(phrase="好的,这张马上给您做"))
+    try:
+        send_photo(shop, "unworded", photo_png(seed=82))
+        quote = wait_text(shop, "unworded", "元")[0]
+    finally:
+        gemini.configure(ConfigRequest(phrase=None))
+    job = jobs_of(shop, "unworded")[0]
+    assert quote == replies.quote(Operation(job["operation"]), job["price"], False)
