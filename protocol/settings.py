@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,8 @@ class Settings(BaseSettings):
     TIANWANG_API_KEY: SecretStr | None = None
     TIANWANG_CALLBACK_URL: str | None = None
     TIANWANG_CALLBACK_SECRET: SecretStr | None = None
+    CONSOLE_SECRET: SecretStr | None = Field(default=None, description="signs console session cookies; "
+                                             "default: a random key kept in DATA_DIR/console-secret")
     IM_BRIDGE_URL: str | None = None
     GEMINI_API_KEY: SecretStr | None = None
     GEMINI_BASE_URL: str | None = None
@@ -61,7 +64,11 @@ class Settings(BaseSettings):
     CALLBACK_RETRY_MAX_S: float = Field(default=60.0, gt=0, description="longest pause between callback tries")
     SWEEP_INTERVAL_S: float = Field(default=5.0, gt=0, description="how often lost in-flight work is re-driven")
     GEMINI_TIMEOUT_S: float = Field(default=90.0, gt=0, description="limit on every Gemini call (the SDK has none)")
+    PHRASE_REPLIES: bool = Field(default=True, description="with GEMINI_API_KEY: the text model words replies")
+    PHRASE_TIME_LIMIT_S: float = Field(default=4.0, gt=0, description="after this, the fixed reply goes out")
     LOG_LEVEL: str = "INFO"
+    LOG_FORMAT: Literal["text", "json"] = Field(default="text", description="json: one JSON object a line, "
+                                                "with the task, customer, job or send id it concerns")
 
     @model_validator(mode="after")
     def _defaults_and_guards(self) -> Settings:
