@@ -33,6 +33,7 @@ class Load:
         self.replied: list[int] = []
         self.errors = Counter[str]()
         self.stop = threading.Event()
+        self.posting_done = threading.Event()  # the replier answers every task accepted, the last one included
         self.threads = [threading.Thread(target=self._tasks, daemon=True),
                         threading.Thread(target=self._replies, daemon=True)]
 
@@ -58,7 +59,7 @@ class Load:
 
     def _replies(self) -> None:
         done = 0
-        while not self.stop.is_set() or done < len(self.accepted):
+        while not self.posting_done.is_set() or done < len(self.accepted):
             if done >= len(self.accepted):
                 time.sleep(0.02)
                 continue
@@ -79,8 +80,10 @@ class Load:
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        for t in self.threads:
-            t.join(30)
+        poster, replier = self.threads
+        poster.join(30)  # a post in flight when stop was set may still be accepted
+        self.posting_done.set()
+        replier.join(30)
 
 
 def _answers(shop: Launcher) -> bool:
