@@ -2,8 +2,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-pg pg-server lint bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -15,9 +16,28 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python launcher.py
 
-test: $(STAMP)
+test: $(STAMP) pg-server
+	@# The console's browser test drives Debian's chromium (as root; sudo where it is not); the OCR tests and the
+	@# console's screenshots want a CJK font.
+	command -v chromium >/dev/null && ls /usr/share/fonts/truetype/wqy/wqy-microhei.ttc >/dev/null 2>&1 || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium fonts-wqy-microhei)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+	SHOP_TEST_DB=postgresql $(BIN)/python -m pytest -q $(PG_FLOWS)
+
+# The e2e flows `make test` runs a second time with the launcher on PostgreSQL (the persistence tests run on both
+# databases in the main run); `make test-pg` runs the persistence tests and every e2e test on PostgreSQL.
+PG_FLOWS := tests/e2e/test_tianwang_flow.py tests/e2e/test_image_job.py tests/e2e/test_handoff.py \
+	tests/e2e/test_human_touch.py tests/e2e/test_launcher.py
+
+test-pg: $(STAMP) pg-server
+	SHOP_TEST_DB=postgresql $(BIN)/python -m pytest -q tests/persistence tests/e2e
+
+pg-server:
+	@# PostgreSQL's server binaries (Debian keeps them off PATH, under /usr/lib/postgresql/<version>/bin): the
+	@# tests start a server of their own from them in a temporary directory.
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

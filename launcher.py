@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from actors import metrics_files
+from core import redaction
 from protocol.messages import Ping, Pong, StartSystem
 from protocol.settings import Settings
 
@@ -60,6 +62,17 @@ def check_data_dir(data_dir: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise LaunchError(f"DATA_DIR {data_dir} is not writable: {exc.strerror or exc}") from None
+
+
+def claim_data_dir(data_dir: Path) -> int:
+    """Hold DATA_DIR's lock while the launcher and its actors live: one service per DATA_DIR, and restore waits."""
+    from persistence.maintenance import hold_service_lock, service_pid
+
+    fd = hold_service_lock(data_dir)
+    if fd is None:
+        raise LaunchError(f"the service is already running on DATA_DIR {data_dir} (launcher pid "
+                          f"{service_pid(data_dir)}); stop it first")
+    return fd
 
 
 def prepare_database(settings: Settings) -> None:
@@ -108,16 +121,17 @@ def setup_logging(settings: Settings) -> dict:
     """Console + DATA_DIR/logs/shop.log for the launcher; the same as Thespian logDefs for the actors."""
     log_file = str(settings.DATA_DIR / "logs" / "shop.log")
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    style = "json" if settings.LOG_FORMAT == "json" else "plain"
     handlers = {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr",
+        "console": {"class": "logging.StreamHandler", "formatter": style, "stream": "ext://sys.stderr",
                     "level": settings.LOG_LEVEL},
-        "file": {"class": "logging.handlers.RotatingFileHandler", "formatter": "plain", "filename": log_file,
+        "file": {"class": "logging.handlers.RotatingFileHandler", "formatter": style, "filename": log_file,
                  "maxBytes": 20 * 1024 * 1024, "backupCount": 5, "encoding": "utf-8",
                  "level": settings.LOG_LEVEL},
     }
     log_defs = {
         "version": 1,
-        "formatters": {"plain": {"format": fmt}},
+        "formatters": {"plain": {"format": fmt}, "json": {"()": "actors.json_logs.JsonFormatter"}},
         "handlers": handlers,
         "root": {"handlers": ["console", "file"], "level": settings.LOG_LEVEL},
         "loggers": {"peewee": {"level": "INFO"}, "websockets": {"level": "INFO"}, "asyncio": {"level": "WARNING"}},
@@ -125,7 +139,16 @@ def setup_logging(settings: Settings) -> dict:
     }
     import logging.config
 
+    from actors.json_logs import bind_process, install_record_factory
+
+    install_record_factory()  # before the fork: every actor process captures the ids it binds
+    bind_process("launcher")
+    redaction.configure(settings)
+    redaction.add_filter(log_defs, settings)  # every handler, here and in Thespian's logging process
     logging.config.dictConfig(log_defs)
+    for name in redaction.weak_secrets(settings):
+        log.warning("%s is shorter than %d characters: too short to be safe, and not masked in logs",
+                    name, redaction.MIN_SECRET_LEN)
     return log_defs
 
 
@@ -287,6 +310,8 @@ def main() -> int:
     try:
         settings = load_settings()
         check_data_dir(settings.DATA_DIR)
+        claim_data_dir(settings.DATA_DIR)
+        metrics_files.prepare(settings.DATA_DIR)  # before prometheus_client is imported and the actors fork
         log_defs = setup_logging(settings)
         prepare_database(settings)
         check_port_free(settings.HTTP_API_HOST, settings.HTTP_API_PORT, "HTTP API")
@@ -306,6 +331,7 @@ def main() -> int:
             allowed = ",".join(filter(None, [settings.FETCH_ALLOW_HOSTS, urlsplit(sim_control).netloc]))
             settings = settings.model_copy(update={"IM_BRIDGE_URL": ws_url, "FETCH_ALLOW_HOSTS": allowed})
         import actors.root  # noqa: F401  (loaded before the fork, so every actor shares these pages)
+        from actors.metrics import ACTOR_RESTARTS
         from actors.runtime import tune_thespian
 
         tune_thespian(settings.THESPIAN_IDLE_SOCKET_MS)
@@ -335,6 +361,7 @@ def main() -> int:
             if system is None:
                 return 1
             log.warning("actor system restarted in %.2fs", time.monotonic() - started)
+            ACTOR_RESTARTS.labels("system").inc()
             misses = 0
     finally:
         log.info("shutting down")
@@ -367,6 +394,8 @@ def _banner(settings: Settings, sim_control: str | None, dispatch_control: str |
     lines = [
         "retouch-shop service is up",
         f"  Tianwang API   {settings.api_base_url}/api/task/receive  (health: {settings.api_base_url}/api/health)",
+        f"  console        {settings.api_base_url}/console  (operators, live; log-ins: `shop-admin user add NAME`)",
+        f"  API docs       {settings.api_base_url}/api/docs  (OpenAPI 3.1: /api/openapi.json; Prometheus: /metrics)",
         f"  IM bridge      {settings.IM_BRIDGE_URL}",
     ]
     if sim_control:
@@ -381,6 +410,9 @@ def _banner(settings: Settings, sim_control: str | None, dispatch_control: str |
                  + (f" (stand-in; designers and tasks at {dispatch_control})" if dispatch_control else "")
                  + f"; a staff message pauses the AI for {settings.TAKEOVER_MINUTES:g} min")
     lines.append(f"  find-image     archive of originals and results, and {settings.asset_dir}")
+    from persistence.maintenance import shown_url
+
+    lines.append(f"  database       {shown_url(settings.DATABASE_URL)}")
     lines.append(f"  data           {settings.DATA_DIR}")
     lines.append("  on embedded defaults: " + ("; ".join(on_defaults) or "none"))
     lines.append("  stop with Ctrl-C (or SIGTERM)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import traceback
 from typing import Any
 
 from thespian.actors import (
@@ -20,6 +19,8 @@ from thespian.actors import (
 )
 
 from actors.bridge import ThreadBridge
+from actors.json_logs import bind_process
+from core import redaction
 from persistence.db import open_database
 from protocol.messages import AddressBook, Configure, Ping, Pong
 from protocol.settings import Settings
@@ -98,7 +99,7 @@ class ServiceActor(Actor):
         try:
             self._dispatch(msg, sender)
         except Exception:
-            self.log.error("%s failed on %s:\n%s", self.name, type(msg).__name__, traceback.format_exc())
+            self.log.exception("%s failed on %s", self.name, type(msg).__name__)
         return self.bridge.watch() if self.bridge is not None else None
 
     def _dispatch(self, msg: Any, sender: ActorAddress) -> None:
@@ -138,6 +139,8 @@ class ServiceActor(Actor):
         if first:
             self.settings = msg.settings
             self.name = msg.name
+            bind_process(msg.name)
+            redaction.configure(msg.settings)  # redact() in this process masks the settings' secrets
             logging.getLogger().setLevel(msg.settings.LOG_LEVEL)
             if self.uses_database:
                 open_database(msg.settings.DATABASE_URL, durable=self.acknowledges)

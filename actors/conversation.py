@@ -16,16 +16,19 @@ from typing import Any
 from thespian.actors import ActorAddress, ActorExitRequest
 
 from actors.base import ServiceActor, now
+from actors.json_logs import bind_process
 from core import image_job as jm
 from core.customer_events import JOB_KINDS, job_input
 from persistence import handoffs, jobs, messages
 from persistence.models import JobEvent
-from protocol.image import Analysis
+from protocol.image import Analysis, JobState
 from protocol.messages import (
     ConversationStarted,
     CustomerEvents,
     CustomerMessages,
     JobNotice,
+    OperatorHandOff,
+    OperatorHandOffDone,
     SendNudge,
     WorkNudge,
 )
@@ -74,6 +77,7 @@ class ConversationActor(ServiceActor):
     def on_configure(self) -> None:
         assert self.settings is not None
         self.customer_id = self.name.split(":", 1)[1]
+        bind_process(self.name, customer_id=self.customer_id)  # this process serves this customer alone
         self.parent_pid = os.getppid()
         self.router: ActorAddress | None = None
         self.burst_armed = False
@@ -95,6 +99,9 @@ class ConversationActor(ServiceActor):
         elif isinstance(msg, JobNotice):
             self._hello(sender)
             self._take_outcomes()
+        elif isinstance(msg, OperatorHandOff):
+            self._hello(sender)
+            self._operator_handoff(msg)
         else:
             super().on_message(msg, sender)
 
@@ -172,6 +179,32 @@ class ConversationActor(ServiceActor):
         decision.before = {job.job_id: job.version}
         return decision
 
+    def _operator_handoff(self, msg: OperatorHandOff) -> None:
+        """A console operator hands a job to a designer: the machine's Transfer with rule `operator`; answered to
+        the ingress, which waits for it."""
+        error = ""
+
+        def decide() -> jobs.Decision:
+            job = jobs.load_job(msg.job_id)
+            if job is None or job.customer_id != self.customer_id:
+                raise LookupError(f"no image job {msg.job_id} of customer {self.customer_id}")
+            reason = f"操作员 {msg.operator} 转给设计师" + (f":{msg.reason}" if msg.reason else "")
+            step = jm.step(job, jm.Transfer("operator", reason), now())
+            return jobs.Decision(customer_id=self.customer_id, cause=f"op:{job.job_id}:{job.version}", steps=[step],
+                                 before={job.job_id: job.version})
+
+        try:
+            self._commit(decide)
+        except (jm.IllegalJobEvent, LookupError) as exc:
+            error = str(exc)
+        job = jobs.load_job(msg.job_id)
+        ok = not error and job is not None and job.state is JobState.TRANSFERRED and job.handoff_rule == "operator"
+        if not ok and not error:
+            error = "the job changed while it was being handed off; look at it and try again"
+        if self.book is not None:
+            self.tell(self.book.ingress, OperatorHandOffDone(request_id=msg.request_id, ok=ok, error=error,
+                                                             state=job.state.value if job else ""))
+
     def _commit(self, decide: Callable[[], jobs.Decision]) -> None:
         for attempt in range(COMMIT_TRIES):
             decision = decide()
@@ -180,10 +213,17 @@ class ConversationActor(ServiceActor):
             except jobs.StaleJob as exc:
                 self.log.warning("conversation %s: %s; deciding again (%d)", self.customer_id, exc, attempt + 1)
                 continue
+            self._log_moves(decision)
             self._nudge(committed.kinds)
             return
         self.log.error("conversation %s: gave up after %d stale commits; the sweep retries", self.customer_id,
                        COMMIT_TRIES)
+
+    def _log_moves(self, decision: jobs.Decision) -> None:
+        for step in decision.steps:
+            for move in step.moves:
+                self.log.info("job %s: %s → %s (%s)", step.job.job_id, move.from_state or "new", move.to_state,
+                              move.event, extra={"job_id": step.job.job_id})
 
     def _nudge(self, kinds: set[str]) -> None:
         if self.book is None:

@@ -11,6 +11,8 @@ from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited
 
 from actors.base import ServiceActor, now
 from actors.conversation import ConversationActor
+from actors.metrics import ACTOR_RESTARTS
+from core.rate_limit import CustomerLimiter
 from persistence import jobs, messages
 from protocol.messages import (
     Configure,
@@ -18,12 +20,14 @@ from protocol.messages import (
     CustomerMessages,
     InboundItem,
     JobNotice,
+    OperatorHandOff,
     RouteMessages,
 )
 
 SWEEP_GRACE_S = 2.0  # a stored message unhandled for this long is routed again
 STUCK_SWEEPS = 3  # sweeps after which an actor that leaves its messages unhandled is replaced
 LEAVING_WAIT_S = 10.0  # how long a customer's messages wait for their old actor to exit before a new one starts
+RELEASE_MIN_S = 1.0  # a rate-limited customer's waiting messages are let through at most this often
 
 
 class Conversations(ServiceActor):
@@ -44,6 +48,10 @@ class Conversations(ServiceActor):
         self.counts = {"activated": 0, "passivated": 0, "died": 0}
         self.activating: dict[str, float] = {}
         self.activation_s: deque[float] = deque(maxlen=1000)  # recent createActor → first answer times
+        # One customer's flood waits in the database and is let through at their rate (core.rate_limit),
+        # once per burst window at most, so what waited is answered as one burst.
+        self.limiter = CustomerLimiter(self.settings.CUSTOMER_RATE_PER_MIN, self.settings.CUSTOMER_BURST)
+        self.every(max(RELEASE_MIN_S, self.settings.DEBOUNCE_S), "release")
         self.every(self.settings.SWEEP_INTERVAL_S, "sweep")
         self._route(messages.unhandled())
         self._notify_outcomes(jobs.unprocessed_events())
@@ -68,7 +76,7 @@ class Conversations(ServiceActor):
                 self.activation_s.append(time.monotonic() - began)
         elif isinstance(msg, ChildActorExited):
             self._child_exited(msg.childAddress)
-        elif isinstance(msg, JobNotice):
+        elif isinstance(msg, JobNotice | OperatorHandOff):
             self._deliver(msg.customer_id, msg)
         else:
             super().on_message(msg, sender)
@@ -77,8 +85,33 @@ class Conversations(ServiceActor):
         per_customer: dict[str, list[InboundItem]] = {}
         for item in items:
             per_customer.setdefault(item.customer_id, []).append(item)
+        t = time.monotonic()
         for customer_id, batch in per_customer.items():
-            self._deliver(customer_id, CustomerMessages(items=batch))
+            admitted = set(self.limiter.admit(customer_id, [i.inbound_id for i in batch], t))
+            batch = [i for i in batch if i.inbound_id in admitted]  # the rest wait stored: _release_waiting
+            if batch:
+                self._deliver(customer_id, CustomerMessages(items=batch))
+
+    def _release_waiting(self) -> None:
+        """Let rate-limited customers' oldest waiting messages through, as many as their buckets allow."""
+        t, most = time.monotonic(), self.limiter.burst
+        for customer_id in self.limiter.ready(t):
+            waiting = messages.unhandled(customer_id=customer_id, after_id=self.limiter.admitted_upto(customer_id),
+                                         limit=most + 1)
+            admitted = set(self.limiter.release(customer_id, [i.inbound_id for i in waiting[:most]],
+                                                len(waiting) > most, t))
+            batch = [i for i in waiting if i.inbound_id in admitted]
+            if batch:
+                self._deliver(customer_id, CustomerMessages(items=batch))
+
+    def _owed(self, older_than: float, window_s: float) -> list[InboundItem]:
+        """Unhandled messages to route again: everybody's, but of a rate-limited customer only those admitted."""
+        deferred = self.limiter.deferred()
+        owed = messages.unhandled(older_than=older_than, window_s=window_s, skip_customers=deferred)
+        for customer_id, upto in deferred.items():
+            owed += messages.unhandled(older_than=older_than, window_s=window_s, customer_id=customer_id,
+                                       up_to_id=upto)
+        return owed
 
     def _notify_outcomes(self, events: list[Any]) -> None:
         per_customer: dict[str, list[int]] = {}
@@ -124,6 +157,7 @@ class Conversations(ServiceActor):
         customer_id = next((c for c, a in self.live.items() if a == address), None)
         if customer_id is not None:  # it died rather than being passivated
             self.counts["died"] += 1
+            ACTOR_RESTARTS.labels("conversation").inc()  # its next message starts a new one
             del self.live[customer_id]
             self.pids.pop(customer_id, None)
             self.last_active.pop(customer_id, None)
@@ -147,8 +181,11 @@ class Conversations(ServiceActor):
             self._deliver(customer_id, msg)
 
     def on_timer(self, name: str) -> None:
+        if name == "release":
+            self._release_waiting()
+            return
         if name == "catch-up":
-            self._route(messages.unhandled(older_than=now(), window_s=0))
+            self._route(self._owed(now(), 0))
             self._notify_outcomes(jobs.unprocessed_events())
             return
         if name != "sweep":
@@ -166,7 +203,8 @@ class Conversations(ServiceActor):
             self.log.warning("conversation %s: old actor did not exit in %.0fs", entry[1], LEAVING_WAIT_S)
             self._release(entry[1])
         window = self.settings.DEBOUNCE_S
-        pending = messages.unhandled(older_than=now() - SWEEP_GRACE_S, window_s=window)
+        self.limiter.forget_idle(time.monotonic())
+        pending = self._owed(now() - SWEEP_GRACE_S, window)
         # A message still unhandled after several sweeps means its actor is not answering (it may
         # be gone without an exit notice): replace that actor rather than keep writing to it.
         stuck_before = now() - STUCK_SWEEPS * self.settings.SWEEP_INTERVAL_S - SWEEP_GRACE_S - window
@@ -187,4 +225,5 @@ class Conversations(ServiceActor):
         if ordered:
             timing = {"activation_p50_ms": round(ordered[len(ordered) // 2] * 1000, 1),
                       "activation_p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 1)}
-        return {"live": len(self.live), **self.counts, **timing, "actors": actors}
+        return {"live": len(self.live), **self.counts, **timing, "rate_limited": len(self.limiter.deferred()),
+                "actors": actors}

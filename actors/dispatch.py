@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from thespian.actors import ActorAddress
 
 from actors.base import ServiceActor
 from actors.bridge import ThreadBridge
+from actors.json_logs import ids_in, log_ids
 from integrations.mailer import MailError, build_result_mail, mailer_from_settings
 from integrations.tuhui import DispatchClient, DispatchError, DispatchRejected
 from integrations.wechat import MESSAGES_PER_MINUTE, RateWindow, WebhookError, merge_notifications, post_markdown
@@ -69,7 +71,8 @@ class DispatchLoop:
         self._wake.set()
 
     async def _db(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        # In the caller's context, so what the worker thread logs names the same hand-off or mail.
+        return await asyncio.get_running_loop().run_in_executor(None, contextvars.copy_context().run, fn, *args)
 
     async def run(self) -> None:
         """Serve the outbox forever; the sweep interval bounds how long a lost nudge delays work."""
@@ -97,9 +100,11 @@ class DispatchLoop:
         """Move every due hand-off one step; whether any is still open (then the loop polls sooner)."""
         t = time.time()
         for row in await self._db(handoffs.in_status, "new", t) + await self._db(handoffs.in_status, "queued", t):
-            await self._advance(client, row)
+            with log_ids(customer_id=row.customer_id, job_id=row.job_id):
+                await self._advance(client, row)
         for row in await self._db(handoffs.in_status, "assigned", t):
-            await self._check_completed(client, row)
+            with log_ids(customer_id=row.customer_id, job_id=row.job_id):
+                await self._check_completed(client, row)
         return bool(await self._db(_any_open))
 
     async def _advance(self, client: DispatchClient, row: Handoff) -> None:
@@ -170,22 +175,23 @@ class DispatchLoop:
     async def _mail(self) -> None:
         for row in await self._db(outbox.pending, "mail", time.time(), 20):
             p = outbox.payload_of(row)
-            try:
-                msg = build_result_mail(p["to"], self.mailer.sender, MAIL_SUBJECT, MAIL_BODY, Path(p["attachment"]),
-                                        p["message_id"])
-                await self._db(self.mailer.send, msg)
-            except MailError as exc:
-                if exc.permanent or row.attempts + 1 >= MAIL_TRIES:
-                    await self._outcome(row.key, p, False, str(exc))
-                else:
-                    await self._db(outbox.postpone, row.id, time.time(), time.time() + MAIL_RETRY_S * 2 ** row.attempts,
-                                   str(exc))
-                    self._wake.set()
-                continue
-            except (OSError, KeyError, TypeError) as exc:  # the result file is gone or the row is damaged
-                await self._outcome(row.key, p, False, f"cannot build the mail: {type(exc).__name__}")
-                continue
-            await self._outcome(row.key, p, True, None)
+            with log_ids(**ids_in(p)):  # the mailer's lines name the job and customer
+                try:
+                    msg = build_result_mail(p["to"], self.mailer.sender, MAIL_SUBJECT, MAIL_BODY, Path(p["attachment"]),
+                                            p["message_id"])
+                    await self._db(self.mailer.send, msg)
+                except MailError as exc:
+                    if exc.permanent or row.attempts + 1 >= MAIL_TRIES:
+                        await self._outcome(row.key, p, False, str(exc))
+                    else:
+                        await self._db(outbox.postpone, row.id, time.time(),
+                                       time.time() + MAIL_RETRY_S * 2 ** row.attempts, str(exc))
+                        self._wake.set()
+                    continue
+                except (OSError, KeyError, TypeError) as exc:  # the result file is gone or the row is damaged
+                    await self._outcome(row.key, p, False, f"cannot build the mail: {type(exc).__name__}")
+                    continue
+                await self._outcome(row.key, p, True, None)
 
     async def _outcome(self, key: str, p: dict[str, Any], ok: bool, error: str | None) -> None:
         event_id = await self._db(_mail_outcome, key, p, ok, error)

@@ -20,7 +20,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from actors import metrics_http, openapi
+from actors.json_logs import ids_in
+from core.redaction import redact
 from persistence import jobs, messages, profiles, takeover, tasks
+from protocol.api import PAGE_SIZE_MAX
 from protocol.messages import HealthReport
 from protocol.operator import PauseIn
 from protocol.settings import Settings
@@ -30,7 +34,6 @@ log = logging.getLogger("shop.ingress")
 
 MAX_BODY = 1024 * 1024
 HEALTH_TIMEOUT_S = 3.0
-PAGE_SIZE_MAX = 200
 
 
 class ApiError(Exception):
@@ -44,7 +47,8 @@ class ApiError(Exception):
 def envelope(code: int, message: str, data: Any = None) -> web.Response:
     """Every answer, success or error, in the same shape."""
     body = json.dumps({"code": code, "message": message, "data": data}, ensure_ascii=False)
-    return web.Response(status=code, text=body, content_type="application/json")
+    # An error text from outside (a mail server, an API) may quote a secret back: none leaves in an answer.
+    return web.Response(status=code, text=redact(body), content_type="application/json")
 
 
 def describe_validation(exc: ValidationError) -> str:
@@ -101,6 +105,7 @@ class ApiState:
         self.settings = settings
         self.post = post
         self.health_waiters: dict[int, asyncio.Future[HealthReport]] = {}
+        self.answers: dict[int, asyncio.Future[Any]] = {}  # request id → an actor's answer awaited by a handler
         self.ids = itertools.count(1)
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="ingress-writer")
         self.readers = ThreadPoolExecutor(4, thread_name_prefix="ingress-reader")
@@ -115,6 +120,12 @@ class ApiState:
         fut = self.health_waiters.pop(report.request_id, None)
         if fut is not None and not fut.done():
             fut.set_result(report)
+
+    def resolve_answer(self, request_id: int, answer: Any) -> None:
+        """Called in the loop by the actor when an actor answers a request a handler waits for."""
+        fut = self.answers.pop(request_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(answer)
 
     async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a database read off the loop."""
@@ -163,21 +174,31 @@ async def errors_in_envelope(request: web.Request, handler: Callable[[web.Reques
     except web.HTTPNotFound:
         return envelope(404, f"no such endpoint: {request.method} {request.path}")
     except web.HTTPMethodNotAllowed as exc:
-        return envelope(405, f"{request.method} is not allowed on {request.path}; use {', '.join(exc.allowed_methods)}")
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        answer = envelope(405, f"{request.method} is not allowed on {request.path}; use {allowed}")
+        answer.headers["Allow"] = allowed  # RFC 9110: a 405 names the methods that are allowed
+        return answer
     except web.HTTPException as exc:
         return envelope(exc.status, exc.reason)
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, request.path, extra=ids_in(request.match_info))
         return envelope(500, "internal error; the request was not applied")
+
+
+def needs_key(path: str) -> bool:
+    """Whether a path needs X-API-Key when TIANWANG_API_KEY is set (the OpenAPI document says the same)."""
+    # Result files are fetched by the IM bridge and customers: their unguessable URL is the credential.
+    # The docs page holds no data: it asks the reader for the key to fetch /api/openapi.json.
+    # The console has its own login (actors/console_auth.py).
+    return not (path in ("/api/health", "/api/docs", "/console") or path.startswith(("/files/", "/console/")))
 
 
 @web.middleware
 async def api_key(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                   ) -> web.StreamResponse:
-    """Require X-API-Key on everything but health when TIANWANG_API_KEY is set."""
+    """Require X-API-Key where needs_key says so when TIANWANG_API_KEY is set."""
     key = request.app[STATE].settings.TIANWANG_API_KEY
-    # Result files are fetched by the IM bridge and customers: their unguessable URL is the credential.
-    if key is not None and request.path != "/api/health" and not request.path.startswith("/files/"):
+    if key is not None and needs_key(request.path):
         given = request.headers.get("X-API-Key", "")
         if not hmac.compare_digest(given.encode(), key.get_secret_value().encode()):
             raise ApiError(401, "missing or wrong X-API-Key")
@@ -210,6 +231,7 @@ async def cancel(request: web.Request) -> web.Response:
     except tasks.TaskFinished as exc:
         raise ApiError(409, str(exc)) from None
     state.post(("tasks_changed", body.task_id))
+    log.info("task %s cancelled: %s", body.task_id, body.reason, extra={"task_id": body.task_id})
     return envelope(200, "任务已取消", data)
 
 
@@ -316,17 +338,23 @@ async def stats(request: web.Request) -> web.Response:
     return envelope(200, "ok", await request.app[STATE].read(tasks.stats))
 
 
-async def health(request: web.Request) -> web.Response:
-    """GET /api/health: this process and every actor, as Root sees them now."""
-    state = request.app[STATE]
+async def ask_health(state: ApiState) -> HealthReport | None:
+    """Every actor's liveness as Root sees it now; None if Root does not answer within HEALTH_TIMEOUT_S."""
     request_id = next(state.ids)
     fut: asyncio.Future[HealthReport] = asyncio.get_running_loop().create_future()
     state.health_waiters[request_id] = fut
     state.post(("health", request_id))
     try:
-        report = await asyncio.wait_for(fut, HEALTH_TIMEOUT_S)
+        return await asyncio.wait_for(fut, HEALTH_TIMEOUT_S)
     except TimeoutError:
         state.health_waiters.pop(request_id, None)
+        return None
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /api/health: this process and every actor, as Root sees them now."""
+    report = await ask_health(request.app[STATE])
+    if report is None:
         return envelope(503, f"Root did not answer within {HEALTH_TIMEOUT_S:.0f} s",
                         {"status": "degraded", "actors": []})
     data = {"status": "ok" if report.ok else "degraded", "actors": [a.model_dump() for a in report.actors]}
@@ -349,6 +377,13 @@ def make_app(state: ApiState) -> web.Application:
     app.router.add_post("/api/conversation/{customer_id}/resume", resume)
     app.router.add_get("/api/jobs/{job_id}", job)
     app.router.add_get("/files/{token}/{name}", public_file)
+    metrics_http.install(app)
+    openapi.add_routes(app, keyed=state.settings.TIANWANG_API_KEY is not None, max_body=MAX_BODY, needs_key=needs_key)
+    from actors import console_actions, console_auth, console_views  # imported here: they build on this module
+
+    console_auth.register(app)
+    console_actions.register(app)
+    console_views.register(app)
     return app
 
 

@@ -9,7 +9,7 @@ from thespian.actors import ActorAddress, ActorExitRequest
 from actors.base import ServiceActor
 from actors.bridge import ThreadBridge
 from actors.http_api import ApiState, serve
-from protocol.messages import CustomerEvents, HealthQuery, HealthReport, TasksChanged
+from protocol.messages import CustomerEvents, HealthQuery, HealthReport, OperatorHandOffDone, TasksChanged
 
 
 class Ingress(ServiceActor):
@@ -36,6 +36,8 @@ class Ingress(ServiceActor):
                 events.append(item[1])
             elif what == "health":
                 self.tell(self.book.root, HealthQuery(request_id=item[1]))
+            elif what == "tell":  # ("tell", address book entry, message): the console's actions
+                self.tell(getattr(self.book, item[1]), item[2])
             elif what == "ready" and item[1]:
                 # Without its port the ingress is useless: exit, and Root restarts it with backoff.
                 self.log.error("ingress: %s", item[1])
@@ -49,5 +51,8 @@ class Ingress(ServiceActor):
         if isinstance(msg, HealthReport):
             if self.bridge is not None:
                 self.bridge.call(self.api.resolve_health, msg)
+        elif isinstance(msg, OperatorHandOffDone):
+            if self.bridge is not None:
+                self.bridge.call(self.api.resolve_answer, msg.request_id, msg)
         else:
             super().on_message(msg, sender)

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from actors.metrics import MeteredGeminiClient
 from core import risk
 from core.render_prompt import qa_prompt, render_prompt
 from imaging.analysis import analyze
 from imaging.fetch import FetchError, fetch_image
+from imaging.limits import check_image_bytes
 from imaging.local_renderer import render_local
 from imaging.quality import score_result
 from integrations.gemini import GeminiClient, GeminiError, SafetyBlocked, with_retries
@@ -44,8 +46,8 @@ def gemini_client(settings: Settings) -> GeminiClient | None:
     """The Gemini client when a key is configured, else None (the local renderer and measures serve)."""
     if settings.GEMINI_API_KEY is None:
         return None
-    return GeminiClient(settings.GEMINI_API_KEY.get_secret_value(), settings.GEMINI_BASE_URL,
-                        settings.GEMINI_IMAGE_MODEL, settings.GEMINI_TEXT_MODEL, settings.GEMINI_TIMEOUT_S)
+    return MeteredGeminiClient(settings.GEMINI_API_KEY.get_secret_value(), settings.GEMINI_BASE_URL,
+                               settings.GEMINI_IMAGE_MODEL, settings.GEMINI_TEXT_MODEL, settings.GEMINI_TIMEOUT_S)
 
 
 def allow_hosts(settings: Settings) -> frozenset[str]:
@@ -164,6 +166,7 @@ def _attempt(gemini: GeminiClient | None, source: Path, operation: Operation, ou
     image, out_mime = with_retries(lambda: gemini.render(original, mime, prompt, payload["aspect_ratio"],
                                                          render_key=f"{payload['render_id']}#{n}"),
                                    max_tries=GEMINI_TRIES, on_retry=_log_retry)
+    check_image_bytes(image, f"{gemini.image_model}'s result")  # before anything decodes it
     ext = mimetypes.guess_extension(out_mime) or ".png"
     path = out_dir / f"{stem}{ext}"
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -9,6 +9,7 @@ from thespian.actors import ActorAddress, ActorExitRequest
 
 from actors.base import ServiceActor
 from actors.find_work import find_image
+from actors.json_logs import ids_in, log_ids
 from actors.render_work import AlreadySettled, Outcome, analyze_photo, gemini_client, render_job
 from integrations.gemini import GeminiClient
 from protocol.messages import WorkDone, WorkItem
@@ -45,7 +46,8 @@ class RenderWorker(ServiceActor):
             if self._orphaned():
                 return  # the new pool hands this job to a worker of its own
             assert self.settings is not None
-            outcome = perform(self.settings, msg.key, msg.kind, msg.payload, self.gemini)
+            with log_ids(**ids_in(msg.payload)):
+                outcome = perform(self.settings, msg.key, msg.kind, msg.payload, self.gemini)
             self.send(sender, WorkDone(key=msg.key, customer_id=outcome.customer_id, event_id=outcome.event_id))
         else:
             super().on_message(msg, sender)

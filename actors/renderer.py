@@ -14,6 +14,7 @@ from typing import Any
 from thespian.actors import ActorAddress, ChildActorExited
 
 from actors.base import ServiceActor, now
+from actors.metrics import ACTOR_RESTARTS
 from actors.render_worker import RenderWorker
 from persistence import jobs, outbox
 from protocol.messages import Configure, JobNotice, WorkDone, WorkItem, WorkNudge
@@ -29,6 +30,7 @@ class RendererPool(ServiceActor):
         self.size = self.settings.RENDER_CONCURRENCY
         self.idle: list[ActorAddress] = []
         self.busy: list[tuple[ActorAddress, str, str, float]] = []  # worker, key, kind, since
+        self.customer_of: dict[str, str] = {}  # busy key → its customer: fair turns between customers
         self.counts = {"analyze": 0, "find": 0, "render": 0, "workers_lost": 0}
         self.serial = 0
         for _ in range(self.size):
@@ -67,6 +69,7 @@ class RendererPool(ServiceActor):
         entry = next((b for b in self.busy if b[0] == worker), None)
         if entry is not None:
             self.busy.remove(entry)
+            self.customer_of.pop(entry[1], None)
             self.idle.append(worker)
             self.counts[entry[2]] += 1
         if msg.event_id is not None and self.book is not None:
@@ -77,12 +80,14 @@ class RendererPool(ServiceActor):
         entry = next((b for b in self.busy if b[0] == worker), None)
         if entry is not None:
             self.busy.remove(entry)
+            self.customer_of.pop(entry[1], None)
             self.log.warning("render worker died during %s %s; it is handed out again", entry[2], entry[1])
         elif worker in self.idle:
             self.idle.remove(worker)
         else:
             return  # a repeat notice
         self.counts["workers_lost"] += 1
+        ACTOR_RESTARTS.labels("render_worker").inc()
         self._spawn()
         self._fill()
 
@@ -99,13 +104,16 @@ class RendererPool(ServiceActor):
             room = len(self.idle) if kind != "render" else min(len(self.idle), render_cap - busy_renders)
             if room <= 0:
                 continue
-            rows = outbox.pending(kind, t, limit=room, exclude_keys=inflight)
+            # Each customer's oldest first: one customer's backlog never queues another's first photo.
+            rows = outbox.pending_fair(kind, t, room, inflight, frozenset(self.customer_of.values()))
             if kind == "render":
                 rows = [r for r in rows if r.key not in self._rendering_elsewhere([r.key for r in rows])]
             for row in rows:
                 worker = self.idle.pop()
+                payload = outbox.payload_of(row)
                 self.busy.append((worker, row.key, kind, time.monotonic()))
-                self.send(worker, WorkItem(key=row.key, kind=kind, payload=outbox.payload_of(row)))
+                self.customer_of[row.key] = payload.get("customer_id", "")
+                self.send(worker, WorkItem(key=row.key, kind=kind, payload=payload))
 
     def _rendering_elsewhere(self, render_ids: list[str]) -> set[str]:
         # A worker orphaned by a killed pool finishes its paid call and settles the row itself;

@@ -15,6 +15,7 @@ from actors.conversations import Conversations
 from actors.dispatch import Dispatch
 from actors.gateway import Gateway
 from actors.ingress import Ingress
+from actors.metrics import ACTOR_RESTARTS
 from actors.renderer import RendererPool
 from actors.scheduler import Scheduler
 from core.supervision import RESTART_WINDOW_S, on_death
@@ -145,6 +146,7 @@ class Root(ServiceActor):
             return
         self._start(name)
         child.restarts += 1
+        ACTOR_RESTARTS.labels(name).inc()
         self._broadcast_book()
 
     def on_timer(self, name: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ from persistence.models import Conversation, Task
 from persistence.tasks import TaskRow
 from protocol.messages import CustomerEvents, EventItem, SendNudge, SendOutcome, TasksChanged
 from protocol.tianwang import FINISHED_STATUSES, Action, TaskStatus, Trigger, TriggerType
+
+log = logging.getLogger("shop.scheduler")
 
 OWNER = "scheduler"
 REGISTER_CHUNK = 200  # tasks armed per transaction: bounds how long the write lock is held
@@ -250,6 +253,8 @@ class Scheduler(ServiceActor):
             started = set(moved)
             self._queue_sends([rows[i] for i in picked if i in started], t)  # priority order is send order
         self.running.update(moved)
+        for task_id in moved:
+            log.info("task %s running (%s)", task_id, reasons[task_id], extra=_ids(rows[task_id]))
         return bool(moved)
 
     def _queue_sends(self, rows: list[Task], t: float) -> None:
@@ -285,6 +290,8 @@ class Scheduler(ServiceActor):
                 tasks.transition_many(done, TaskStatus.COMPLETED, "sent to the customer", t, self.tz, self.callbacks,
                                       event="sent")
             self.running.difference_update(done)
+            for task_id in done:
+                log.info("task %s completed: sent to the customer", task_id, extra=_ids(rows[task_id]))
         for task_id in refused:
             self._retry_or_fail(rows[task_id], sends[task_id], t)
 
@@ -299,12 +306,15 @@ class Scheduler(ServiceActor):
                 tasks.transition(task_id, TaskStatus.FAILED, f"gave up after {MAX_RETRIES} retries", t, self.tz,
                                  self.callbacks, error=error, event="send_failed")
                 self.running.discard(task_id)
+                log.warning("task %s failed after %d retries: %s", task_id, MAX_RETRIES, error, extra=_ids(row))
                 return
             assert self.settings is not None
             due = t + retry_delay(row.retries, self.settings.TASK_RETRY_BASE_S)
             bump = Task.update(retries=Task.retries + 1, error=error, updated_at=t)
             bump.where(Task.task_id == task_id).execute()
             timers.arm(OWNER, retry_key, due, {"task_id": task_id, "what": "retry"})
+        log.info("task %s: send refused (%s); retry %d in %.1f s", task_id, error, row.retries + 1, due - t,
+                 extra=_ids(row))
         self._expect_timer(due)
 
     # -- time -----------------------------------------------------------------------------
@@ -351,6 +361,8 @@ class Scheduler(ServiceActor):
                                          self.callbacks, error=f"no trigger within {row.timeout_hours:g} h",
                                          event="timeout")
                         self._unindex(task_id)
+                        log.info("task %s timed out: no trigger within %g h", task_id, row.timeout_hours,
+                                 extra=_ids(row))
                 elif what == "retry":
                     row = Task.get_or_none(Task.task_id == task_id)
                     if row is not None and row.status == TaskStatus.RUNNING.value:
@@ -392,3 +404,8 @@ class Scheduler(ServiceActor):
     def detail(self) -> dict[str, Any]:
         return {"waiting": len(self.waiting), "ready": len(self.ready), "running": len(self.running),
                 **(self.deliverer.counts if self.deliverer else {})}
+
+
+def _ids(row: Task) -> dict[str, str]:
+    """What a task's log lines carry: its id and its customer's."""
+    return {"task_id": row.task_id, "customer_id": row.customer_id}

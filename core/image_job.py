@@ -41,7 +41,8 @@ State × event → next state, effects (R = Reply, anything not listed raises Il
                    CustomerText, other        (stays)             nothing
                    MailSent                   (stays)             R(mailed)
   any non-terminal Cancel                     → cancelled         nothing
-                   Transfer(rule, reason)     → transferred       HandOff(rule, reason)
+                   Transfer(rule, reason)     → transferred       HandOff(rule, reason)   (rule operator: a console
+                                                                  operator's hand-off; refused once ended)
   transferred      HandOffQueued              (stays)             R(no designer online, queued)
                    HandOffAssigned(designer)  (stays)             R(SPEC's hand-off phrase) unless told when queued
                    HandOffCompleted           → completed         done_by staff (the designer delivered)
@@ -258,7 +259,8 @@ class Cancel:
 
 @dataclass(frozen=True)
 class Transfer:
-    """Hand the job to a human designer; rule names why (customer_asked, staff, …), reason says it for staff."""
+    """Hand the job to a human designer; rule names why (customer_asked, operator from the console, staff, …),
+    reason says it for staff."""
 
     name: ClassVar[str] = "transfer"
     rule: str = "staff"

@@ -15,6 +15,8 @@ from urllib.parse import urljoin, urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
+from imaging.limits import MAX_IMAGE_BYTES, MAX_PIXELS
+
 MAX_REDIRECTS = 3
 _CHUNK = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -57,8 +59,8 @@ class _Target:
         return host if self.port == default else f"{host}:{self.port}"
 
 
-def fetch_image(url: str, dest: Path, allow_hosts: frozenset[str], max_bytes: int = 20 * 1024 * 1024,
-                timeout_s: float = 15.0, max_pixels: int = 40_000_000) -> FetchedImage:
+def fetch_image(url: str, dest: Path, allow_hosts: frozenset[str], max_bytes: int = MAX_IMAGE_BYTES,
+                timeout_s: float = 15.0, max_pixels: int = MAX_PIXELS) -> FetchedImage:
     """Download `url` to exactly `dest` (no suffix added) and check it is a sane image; raises FetchError.
 
     Hosts in `allow_hosts` ("host" or "host:port") may resolve to private or loopback addresses. timeout_s bounds

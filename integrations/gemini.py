@@ -36,6 +36,7 @@ from google.genai import types
 from pydantic import BaseModel, ValidationError
 
 from core.render_prompt import RISK_PROMPT, TEXT_DETECT_PROMPT
+from integrations.http_limits import capped_answers
 from protocol.image import RiskVerdict
 
 __all__ = [
@@ -57,6 +58,7 @@ _M = TypeVar("_M", bound=BaseModel)
 # Pinned rather than left to the SDK: google-genai 3.x defaults to v1 (and honours
 # GOOGLE_GENAI_API_VERSION), while image output and response schemas are documented on v1beta.
 API_VERSION = "v1beta"
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # an image result is base64 in JSON: a 20 MB image is ~27 MB of answer
 RENDER_KEY_HEADER = "x-render-key"
 
 # Finish reasons meaning "the model refused on policy grounds": retrying the same input will not help.
@@ -130,6 +132,10 @@ class SafetyBlocked(GeminiError):
     def __init__(self, message: str, reason: str = "") -> None:
         super().__init__(message, reason)
         self.reason = reason
+
+
+class AnswerTooLarge(GeminiError):
+    """An answer over the client's size limit: not read any further, and not asked again."""
 
 
 class RequestRejected(GeminiError):
@@ -232,8 +238,10 @@ class GeminiClient:
         image_model: str,
         text_model: str,
         timeout_s: float = 60.0,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
-        """``base_url`` None means Google's endpoint; ``timeout_s`` bounds each connect/read/write."""
+        """``base_url`` None means Google's endpoint; ``timeout_s`` bounds each connect/read/write; an answer
+        over ``max_answer_bytes`` is cut off (:class:`AnswerTooLarge`)."""
         if not api_key.strip():
             # The SDK would silently fall back to GOOGLE_API_KEY / GEMINI_API_KEY from the environment.
             raise ValueError("api_key is required")
@@ -244,7 +252,8 @@ class GeminiClient:
             api_key=self._key,
             vertexai=False,  # not GOOGLE_GENAI_USE_VERTEXAI from the environment
             http_options=types.HttpOptions(
-                base_url=base_url, api_version=API_VERSION, timeout=max(1, round(timeout_s * 1000))
+                base_url=base_url, api_version=API_VERSION, timeout=max(1, round(timeout_s * 1000)),
+                client_args={"event_hooks": {"response": [capped_answers(max_answer_bytes, AnswerTooLarge)]}},
             ),
         )
 

@@ -18,10 +18,19 @@ from typing import Any
 
 import websockets
 from pydantic import ValidationError
+from websockets.frames import CloseCode
 
 from integrations.phrasing import Phrased
 from persistence import messages, outbox
-from protocol.im import AckFrame, MessageFrame, SendFailedFrame, SendFrame, SentFrame, inbound_frame
+from protocol.im import (
+    MAX_FRAME_BYTES,
+    AckFrame,
+    MessageFrame,
+    SendFailedFrame,
+    SendFrame,
+    SentFrame,
+    inbound_frame,
+)
 
 log = logging.getLogger("shop.gateway")
 
@@ -51,7 +60,7 @@ class BridgeClient:
         self._arrived: list[MessageFrame | SentFrame | SendFailedFrame] = []
         self._work = asyncio.Event()
         self.connected_since: float | None = None
-        self.counts = {"received": 0, "duplicates": 0, "sent": 0, "settled": 0, "connects": 0,
+        self.counts = {"received": 0, "duplicates": 0, "sent": 0, "settled": 0, "connects": 0, "oversize_frames": 0,
                        "phrased": 0, "phrase_fallbacks": 0}
 
     def request_flush(self) -> None:
@@ -66,7 +75,7 @@ class BridgeClient:
         backoff = BACKOFF_MIN_S
         while True:
             try:
-                async with websockets.connect(self.url, ping_interval=10, ping_timeout=10, max_size=2**20,
+                async with websockets.connect(self.url, ping_interval=10, ping_timeout=10, max_size=MAX_FRAME_BYTES,
                                               open_timeout=5) as ws:
                     self.ws, backoff = ws, BACKOFF_MIN_S
                     self.connected_since = time.time()
@@ -85,8 +94,14 @@ class BridgeClient:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("IM bridge connection lost or refused (%s); retrying in %.1fs",
-                            type(exc).__name__, backoff)
+                if getattr(getattr(exc, "sent", None), "code", None) == CloseCode.MESSAGE_TOO_BIG:
+                    self.counts["oversize_frames"] += 1
+                    log.error("the IM bridge sent a frame over the %d-byte limit: the connection was closed "
+                              "(1009) and is opened again; the bridge must not send such a frame again",
+                              MAX_FRAME_BYTES)
+                else:
+                    log.warning("IM bridge connection lost or refused (%s); retrying in %.1fs",
+                                type(exc).__name__, backoff)
             self.ws, self.connected_since = None, None
             await asyncio.sleep(backoff * (0.5 + random.random() / 2))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -133,7 +148,8 @@ class BridgeClient:
                 phrased = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
                     self.phrasers, self.phrase, customer, fixed), self.phrase_limit_s)
             except Exception as exc:  # the time limit, or anything the phrasing thread ran into
-                log.warning("send %s: phrasing gave up (%s); the fixed reply goes out", key, type(exc).__name__)
+                log.warning("send %s: phrasing gave up (%s); the fixed reply goes out", key, type(exc).__name__,
+                            extra={"send_id": key, "customer_id": customer})
                 phrased = Phrased(fixed, f"fixed: {type(exc).__name__}")
             self.counts["phrased" if phrased.source == "model" else "phrase_fallbacks"] += 1
             worded = {k: v for k, v in payload.items() if k != "rephrase"}
@@ -142,7 +158,8 @@ class BridgeClient:
             if await self._db(outbox.replace_payload, key, worded, now) and self.ws is not None:
                 await self._send(key, worded, now)
         except Exception as exc:  # the connection dropped: the stored words go out after reconnecting
-            log.warning("send %s: not sent after phrasing (%s)", key, type(exc).__name__)
+            log.warning("send %s: not sent after phrasing (%s)", key, type(exc).__name__,
+                        extra={"send_id": key, "customer_id": customer})
         finally:
             self.phrasing.pop(customer, None)
             self._flush.set()
@@ -179,8 +196,10 @@ class BridgeClient:
                 for row in await self._db(outbox.settle_many, answers, time.time()):
                     self.counts["settled"] += 1
                     self.post(("settled", row.ref))
-                for key, _, _ in answers:
+                for key, outcome, error in answers:
                     self.inflight.pop(key, None)
+                    if outcome == "failed":
+                        log.warning("send %s: the bridge could not deliver it: %s", key, error, extra={"send_id": key})
 
     def detail(self) -> dict[str, Any]:
         """Figures for the health report."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from integrations.http_limits import AnswerTooLarge, read_capped
 from persistence import outbox
 from persistence.models import Outbox
 
@@ -76,7 +77,8 @@ class CallbackDeliverer:
             headers["X-Signature"] = sign(self.secret, body)
         try:
             async with session.post(self.url, data=body, headers=headers) as resp:
-                await resp.read()
+                with contextlib.suppress(AnswerTooLarge):  # the status decides; the body is only drained
+                    await read_capped(resp)
                 if 200 <= resp.status < 300:
                     await self._db(outbox.deliver, row.id, time.time())
                     self.counts["delivered"] += 1

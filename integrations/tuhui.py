@@ -26,6 +26,7 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
+from integrations.http_limits import AnswerTooLarge, read_text_capped
 from protocol.dispatch import DEFAULT_PRIORITY, TASK_TYPE, DispatchQueue, DispatchTask, key_marker
 
 __all__ = [
@@ -157,7 +158,9 @@ class DispatchClient:
             async with self._session.request(method, self.base_url + path, json=body, headers=sent,
                                              timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as resp:
                 status = resp.status
-                text = await resp.text(errors="replace")
+                text = await read_text_capped(resp)
+        except AnswerTooLarge as exc:
+            raise DispatchMalformed(f"{what}: {exc}") from None
         except TimeoutError:
             raise DispatchUnavailable(f"{what}: no answer within {self.timeout_s:g} s") from None
         except aiohttp.ClientError as exc:

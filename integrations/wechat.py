@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
+from integrations.http_limits import AnswerTooLarge, read_text_capped
+
 log = logging.getLogger("shop.wechat")
 
 MAX_CONTENT_BYTES = 4096
@@ -103,8 +105,10 @@ async def post_markdown(session: aiohttp.ClientSession, url: str, content: str, 
     payload = {"msgtype": "markdown", "markdown": {"content": content}}
     try:
         async with session.post(url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
-            status, text = resp.status, await resp.text(errors="replace")
+            status, text = resp.status, await read_text_capped(resp)
             retry_after = resp.headers.get("Retry-After")
+    except AnswerTooLarge as exc:
+        raise _error(f"robot {shown}: {exc}", None) from None
     except TimeoutError:
         raise _error(f"robot {shown} did not answer within {timeout_s:g} s", None) from None
     except aiohttp.ClientError as exc:

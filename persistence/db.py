@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 import peewee
 
@@ -23,7 +23,8 @@ database_proxy = peewee.DatabaseProxy()
 
 _opened: dict[str, object] = {"pid": None, "url": None, "db": None, "lock_path": None}
 # Connections inherited across fork are kept referenced, never closed: closing them in the
-# child could disturb the parent's SQLite locks.
+# child could disturb the parent's SQLite locks, or end the parent's PostgreSQL session (libpq
+# would say goodbye on the socket they share).
 _inherited: list[peewee.Database] = []
 _thread_lock = threading.Lock()
 _lock_fd: dict[int, int] = {}  # pid → fd of the write-lock file opened by that process
@@ -56,18 +57,22 @@ def make_database(url: str, durable: bool = True) -> peewee.Database:
                    "foreign_keys": 1, "cache_size": -8000}
         return peewee.SqliteDatabase(path, pragmas=pragmas, timeout=15, check_same_thread=False)
     if parsed.scheme in ("postgres", "postgresql"):
-        return peewee.PostgresqlDatabase(
+        from persistence.postgres import PostgresDatabase
+
+        return PostgresDatabase(
             parsed.path.lstrip("/"),
             user=unquote(parsed.username or "") or None,
             password=unquote(parsed.password or "") or None,
             host=parsed.hostname or None,
             port=parsed.port or None,
+            **{"connect_timeout": "10", **dict(parse_qsl(parsed.query))},  # ?sslmode=…: libpq's own options
         )
     raise DatabaseUrlError(f"DATABASE_URL scheme {parsed.scheme!r} is not sqlite or postgresql")
 
 
 def open_database(url: str, create: bool = False, durable: bool = True) -> peewee.Database:
-    """Bind the models to this process's own database (reopened after a fork); create tables if asked.
+    """Bind the models to this process's own database (reopened after a fork); with create, create or migrate it
+    to this release's schema (persistence.migrations).
 
     durable: commit with synchronous=FULL (for processes that acknowledge to the outside world).
     """
@@ -81,36 +86,11 @@ def open_database(url: str, create: bool = False, durable: bool = True) -> peewe
     path = sqlite_path(url)
     _opened.update(pid=pid, url=url, db=db, lock_path=f"{path}.write-lock" if path else None)
     if create:
-        from persistence.models import ALL_MODELS
+        from persistence.migrations import upgrade
 
         with db.connection_context():
-            db.create_tables(ALL_MODELS, safe=True)
-            if "inboundmessage.processed_at" in add_missing_columns(db, ALL_MODELS):
-                # Messages an older release handled are not new work for the image-job machine.
-                db.execute_sql("UPDATE inboundmessage SET processed_at = handled_at WHERE handled")
+            upgrade(db)
     return db
-
-
-def add_missing_columns(db: peewee.Database, models: list[type[peewee.Model]]) -> list[str]:
-    """Add columns a newer release declares to tables an older one created; the names added.
-
-    New columns are nullable or have a default, so existing rows stay valid and nothing is rewritten.
-    """
-    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
-
-    migrator = SqliteMigrator(db) if isinstance(db, peewee.SqliteDatabase) else PostgresqlMigrator(db)
-    added, operations = [], []
-    for model in models:
-        table = model._meta.table_name
-        present = {c.name for c in db.get_columns(table)}
-        for field in model._meta.sorted_fields:
-            if field.column_name not in present:
-                operations.append(migrator.add_column(table, field.column_name, field))
-                added.append(f"{table}.{field.column_name}")
-    if operations:
-        with db.atomic():
-            migrate(*operations)
-    return added
 
 
 def close_database() -> None:
@@ -168,5 +148,10 @@ def bulk_insert(model: type[peewee.Model], rows: list[dict], on_conflict: str = 
     elif on_conflict == "update":
         sets = ", ".join(f'"{c}" = excluded."{c}"' for c in update)
         sql += f' ON CONFLICT ("{conflict_key}") DO UPDATE SET {sets}'
-    cursor = db.cursor()
-    cursor.executemany(sql, [tuple(r[c] for c in columns) for r in rows])
+    params = [tuple(r[c] for c in columns) for r in rows]
+    if isinstance(db, peewee.PostgresqlDatabase):
+        from psycopg2.extras import execute_batch
+
+        execute_batch(db.cursor(), sql, params, page_size=200)  # psycopg2's executemany is a round trip per row
+        return
+    db.cursor().executemany(sql, params)

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from peewee import fn
 from PIL import Image
 
 from imaging.phash import MATCH_DISTANCE, NotAnImage, phash
@@ -67,7 +68,9 @@ def scan(roots: list[tuple[Path, str]], now: float) -> ScanStats:
     added = updated = removed = unchanged = failed = 0
     for root, origin in roots:
         prefix = str(root.resolve()) + os.sep
-        known = {r.path: r for r in IndexedImage.select().where(IndexedImage.path.startswith(prefix))}
+        # An exact prefix: peewee's startswith is a LIKE, case-blind (an /Assets root would take /assets files).
+        under = fn.SUBSTR(IndexedImage.path, 1, len(prefix)) == prefix
+        known = {r.path: r for r in IndexedImage.select().where(under)}
         present = set()
         for path in _files(root.resolve()) if root.is_dir() else []:
             key = str(path)
@@ -84,7 +87,7 @@ def scan(roots: list[tuple[Path, str]], now: float) -> ScanStats:
                 failed += 1
                 continue
             with atomic():
-                IndexedImage.insert(**values).on_conflict_replace().execute()
+                _upsert(values)
             added, updated = (added + 1, updated) if row is None else (added, updated + 1)
         gone = [p for p in known if p not in present]
         if gone:
@@ -93,13 +96,20 @@ def scan(roots: list[tuple[Path, str]], now: float) -> ScanStats:
     return ScanStats(added, updated, removed, unchanged, failed)
 
 
+def _upsert(values: dict) -> None:
+    # ON CONFLICT … DO UPDATE, not SQLite's INSERT OR REPLACE: PostgreSQL has no REPLACE.
+    IndexedImage.insert(**values).on_conflict(
+        conflict_target=[IndexedImage.path],
+        preserve=[getattr(IndexedImage, k) for k in values if k != "path"]).execute()
+
+
 def add_file(path: Path, origin: str, job_id: str | None, now: float) -> bool:
     """Index one stored file now (an original or a result); False when it is not a readable image."""
     try:
         values = _row_values(path.resolve(), origin, job_id, now)
     except (NotAnImage, OSError, ValueError, Image.DecompressionBombError):
         return False
-    IndexedImage.insert(**values).on_conflict_replace().execute()
+    _upsert(values)
     return True
 
 

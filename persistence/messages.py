@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from typing import Any
 
 from core.customer_events import JOB_KINDS, scheduler_event
 from persistence import takeover
 from persistence.db import atomic, database_proxy
 from persistence.models import Conversation, CustomerEvent, InboundMessage
+from persistence.postgres import for_update, lock_keys
 from protocol.im import MessageFrame, MessageKind
 from protocol.messages import EventItem, InboundItem
 
@@ -19,6 +21,7 @@ def store_inbound(frames: list[MessageFrame], now: float) -> list[tuple[InboundI
     out: list[tuple[InboundItem, bool]] = []
     with atomic():
         ids = list({f.msg_id for f in frames})
+        lock_keys("inbound", ids)  # a frame re-sent to another receiver is stored once
         known = {r.msg_id: r for r in InboundMessage.select().where(InboundMessage.msg_id.in_(ids))}
         for frame in frames:
             row = known.get(frame.msg_id)
@@ -56,14 +59,25 @@ def inbound_item(row: InboundMessage) -> InboundItem:
 
 
 def unhandled(older_than: float | None = None, customer_id: str | None = None, limit: int = 1000,
-              window_s: float = 0.0) -> list[InboundItem]:
+              window_s: float = 0.0, skip_customers: Collection[str] = (), after_id: int | None = None,
+              up_to_id: int | None = None) -> list[InboundItem]:
     """Stored messages a conversation still owes work, oldest first: not yet handled, or handled but not yet
-    taken by the image-job machine (older_than then also allows for its burst window of window_s)."""
+    taken by the image-job machine (older_than then also allows for its burst window of window_s).
+
+    skip_customers: customers whose waiting messages the caller fetches on its own (rate-limited ones);
+    after_id / up_to_id: only stored ids above / at most these.
+    """
     query = InboundMessage.select().where(InboundMessage.processed_at.is_null())
     if older_than is not None:
         query = query.where(InboundMessage.received_at <= older_than - window_s)
     if customer_id is not None:
         query = query.where(InboundMessage.customer_id == customer_id)
+    if skip_customers:
+        query = query.where(InboundMessage.customer_id.not_in(list(skip_customers)))
+    if after_id is not None:
+        query = query.where(InboundMessage.id > after_id)
+    if up_to_id is not None:
+        query = query.where(InboundMessage.id <= up_to_id)
     return [inbound_item(r) for r in query.order_by(InboundMessage.id).limit(limit)]
 
 
@@ -84,9 +98,9 @@ def handle_customer_messages(customer_id: str, items: list[InboundItem], now: fl
     """
     events: list[EventItem] = []
     with atomic():
-        conv = Conversation.get_or_none(Conversation.customer_id == customer_id)
-        if conv is None:
-            conv = Conversation.create(customer_id=customer_id, first_seen=now, last_seen=now)
+        # Read locked: an operator's pause (another process) waits for this save instead of being overwritten by it.
+        Conversation.insert(customer_id=customer_id, first_seen=now, last_seen=now).on_conflict_ignore().execute()
+        conv = for_update(Conversation.select().where(Conversation.customer_id == customer_id)).get()
         for item in items:
             # The job machine takes the message later (after the burst window); other kinds are done now.
             done_at = None if item.kind in JOB_KINDS else now

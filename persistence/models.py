@@ -253,6 +253,30 @@ class IndexedImage(_Model):
     indexed_at = peewee.FloatField()
 
 
+class Operator(_Model):
+    """A console operator's account; the password only as a salted scrypt hash."""
+
+    username = peewee.CharField(max_length=64, unique=True)
+    password_hash = peewee.CharField(max_length=256)
+    # Double precision: PostgreSQL's REAL (peewee's FloatField there) rounds epoch seconds to minutes.
+    created_at = peewee.DoubleField()
+    disabled = peewee.BooleanField(default=False)
+    # Sessions issued before this are void: set by logout and by a password change.
+    sessions_after = peewee.DoubleField(default=0.0)
+
+
+class AuditEntry(_Model):
+    """One operator action: who did what to which thing, with the thing before and after (JSON)."""
+
+    at = peewee.DoubleField(index=True)
+    operator = peewee.CharField(max_length=64, index=True)
+    action = peewee.CharField(max_length=64)
+    target = peewee.CharField(max_length=256, default="")
+    before = peewee.TextField(null=True)
+    after = peewee.TextField(null=True)
+    ip = peewee.CharField(max_length=64, default="")
+
+
 ALL_MODELS = [Task, TaskTransition, InboundMessage, Conversation, CustomerEvent, Outbox, Timer, ImageJob,
               JobTransition, RequirementChange, JobEvent, RenderAttempt, PublicFile, Handoff,
-              IndexedImage]
+              IndexedImage, Operator, AuditEntry]

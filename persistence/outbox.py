@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from persistence.db import atomic
+import peewee
+
+from persistence.db import atomic, database_proxy
 from persistence.models import Outbox
 
 
@@ -53,7 +55,8 @@ def settle_many(results: list[tuple[str, str, str | None]], now: float) -> list[
     """Settle (key, status, error) answers in one transaction; the rows that were still pending."""
     settled = []
     with atomic():
-        for key, status, error in results:
+        # In key order: two settlers of overlapping batches lock their rows in one order (no deadlock on PostgreSQL).
+        for key, status, error in sorted(results, key=lambda r: r[0]):
             row = _mark(key, status, now, error)
             if row is not None:
                 settled.append(row)
@@ -127,3 +130,29 @@ def replace_payload(key: str, payload: dict[str, Any], now: float) -> bool:
     with atomic():
         return bool(Outbox.update(payload=json.dumps(payload, ensure_ascii=False), updated_at=now)
                     .where((Outbox.key == key) & (Outbox.status == "pending")).execute())
+
+
+def _customer_of_payload() -> peewee.Node:
+    """The payload's customer_id, as SQL (SQLite's json_extract, PostgreSQL's ->>)."""
+    if isinstance(database_proxy.obj, peewee.PostgresqlDatabase):
+        return peewee.SQL("(\"payload\"::json ->> 'customer_id')")
+    return peewee.fn.json_extract(Outbox.payload, "$.customer_id")
+
+
+def pending_fair(kind: str, now: float, limit: int, exclude_keys: frozenset[str] = frozenset(),
+                 busy_customers: frozenset[str] = frozenset()) -> list[Outbox]:
+    """Due pending rows of a kind, taken fairly: first each customer's oldest (customers with nothing in
+    busy_customers before the others, then by age), then the rest oldest first; so one customer's backlog
+    never stands in front of another customer's first request."""
+    due = (Outbox.kind == kind) & (Outbox.status == "pending") & (Outbox.next_attempt_at <= now)
+    if exclude_keys:
+        due &= Outbox.key.not_in(list(exclude_keys))
+    heads = Outbox.select(peewee.fn.MIN(Outbox.id)).where(due).group_by(_customer_of_payload())
+    firsts = list(Outbox.select().where(Outbox.id.in_(heads)).order_by(Outbox.id))
+    firsts.sort(key=lambda row: payload_of(row).get("customer_id") in busy_customers)  # stable: age within
+    chosen = firsts[:limit]
+    if len(chosen) < limit:
+        taken = [row.id for row in chosen]
+        rest = Outbox.select().where(due & Outbox.id.not_in(taken) if taken else due)
+        chosen += list(rest.order_by(Outbox.id).limit(limit - len(chosen)))
+    return chosen

@@ -12,6 +12,7 @@ from typing import Any
 from core.words import normalise
 from persistence.db import atomic
 from persistence.models import Conversation, Outbox
+from persistence.postgres import for_update
 
 ECHO_WINDOW_S = 600.0  # a bridge relays echoes within seconds; ten minutes covers a bridge catching up after a gap
 
@@ -55,7 +56,7 @@ def view(conv: Conversation, now: float) -> dict[str, Any]:
 def set_pause(customer_id: str, until: float | None, by: str, reason: str, now: float) -> dict[str, Any] | None:
     """Pause (until a time) or resume (None) a conversation by an operator; its takeover view, None if unknown."""
     with atomic():
-        conv = Conversation.get_or_none(Conversation.customer_id == customer_id)
+        conv = for_update(Conversation.select().where(Conversation.customer_id == customer_id)).first()
         if conv is None:
             return None
         if until is None:

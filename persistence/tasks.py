@@ -15,6 +15,7 @@ from core.tianwang import TIMER_KINDS, check_transition, epoch_to_iso, fire_at, 
 from persistence import outbox, timers
 from persistence.db import atomic, bulk_insert
 from persistence.models import Outbox, Task, TaskTransition
+from persistence.postgres import for_update, lock_keys
 from protocol.tianwang import FINISHED_STATUSES, PRIORITY_RANK, TaskIn, TaskStatus
 
 TaskRow = namedtuple("TaskRow", [f.name for f in Task._meta.sorted_fields])  # type: ignore[misc]
@@ -98,6 +99,7 @@ def receive_many(tasks: list[TaskIn], now: float, tz: str, callbacks: bool) -> l
     """
     results: list[ReceiveResult | Exception] = []
     with atomic():
+        lock_keys("task", (t.task_id for t in tasks))  # another ingress receiving the same id waits for our answer
         known: dict[str, tuple[str, str]] = {}
         for ids in _chunks(list({t.task_id for t in tasks})):
             for row in Task.select(Task.task_id, Task.body_hash, Task.answer).where(Task.task_id.in_(ids)):
@@ -140,14 +142,15 @@ def transition_many(task_ids: list[str], target: TaskStatus, reasons: str | dict
                     callbacks: bool, error: str | None = None, event: str = "", **fields: Any) -> list[str]:
     """Move every task that may reach target; the ids that moved. Call inside a transaction.
 
-    Under the transaction's write lock nobody else changes these rows between our read and our
-    update. A task already finished (or already at target) is skipped; any other state that can
-    never reach target raises IllegalTransition.
+    The rows are read locked (SQLite's write lock, PostgreSQL's FOR UPDATE, in task_id order so two movers
+    never deadlock): nobody else changes them between our read and our update. A task already finished (or
+    already at target) is skipped; any other state that can never reach target raises IllegalTransition.
     """
     allowed = sources_of(target)
     moving: list[Any] = []
-    for ids in _chunks(list(dict.fromkeys(task_ids))):
-        for row in Task.select(Task.task_id, Task.status, Task.transitions).where(Task.task_id.in_(ids)):
+    for ids in _chunks(sorted(set(task_ids))):
+        for row in for_update(Task.select(Task.task_id, Task.status, Task.transitions).where(Task.task_id.in_(ids))
+                              .order_by(Task.task_id)):
             current = TaskStatus(row.status)
             if current in allowed:
                 moving.append(row)
@@ -191,7 +194,7 @@ def transition(task_id: str, target: TaskStatus, reason: str, now: float, tz: st
 def cancel(task_id: str, reason: str, now: float, tz: str, callbacks: bool) -> dict[str, Any]:
     """Cancel a task that has not finished; its unsent sends are dropped."""
     with atomic():
-        row = Task.get_or_none(Task.task_id == task_id)
+        row = for_update(Task.select().where(Task.task_id == task_id)).first()
         if row is None:
             raise TaskNotFound(f"no task with task_id {task_id}")
         if TaskStatus(row.status) in FINISHED_STATUSES:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+MAX_FRAME_BYTES = 4 * 1024 * 1024  # one WebSocket frame from the bridge; a longer one closes the connection
+MAX_TEXT_CHARS = 4000  # a text (or URL) longer than this is stored cut to this length, marked
+MAX_STRUCTURED_CHARS = 4096  # order and payment content, as JSON
+TRUNCATED_MARK = "…[truncated]"
 
 
 class MessageKind(StrEnum):
@@ -48,7 +54,25 @@ class MessageFrame(_Frame):
     customer: FrameCustomer
     kind: MessageKind
     content: Any = Field(description="text, image URL, or {order_id, amount}")
-    ts: str = Field(default="", description="ISO 8601 time the customer sent it")
+    ts: str = Field(default="", description="ISO 8601 time the customer sent it (cut to 64 characters)")
+
+    @field_validator("content")
+    @classmethod
+    def _bounded(cls, content: Any) -> Any:
+        # A message is stored before it is acknowledged, and refusing it would only make the bridge resend
+        # it: an overlong text is kept, cut; an overlong order or payment is not a real one.
+        if isinstance(content, str):
+            if len(content) > MAX_TEXT_CHARS:
+                return content[:MAX_TEXT_CHARS - len(TRUNCATED_MARK)] + TRUNCATED_MARK
+            return content
+        if len(json.dumps(content, ensure_ascii=False)) > MAX_STRUCTURED_CHARS:
+            raise ValueError(f"content is over {MAX_STRUCTURED_CHARS} characters as JSON")
+        return content
+
+    @field_validator("ts")
+    @classmethod
+    def _short_ts(cls, ts: str) -> str:
+        return ts[:64]
 
 
 class AckFrame(_Frame):

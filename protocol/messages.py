@@ -176,6 +176,27 @@ class JobNotice(_Msg):
     event_ids: list[int] = Field(default_factory=list, description="JobEvent row ids (a hint; the table is the truth)")
 
 
+class OperatorHandOff(_Msg):
+    """Ingress → Conversations → Conversation: an operator hands this job to a designer (from the console)."""
+
+    msg: Literal["operator_handoff"] = "operator_handoff"
+    request_id: int = Field(description="echoed in the answer")
+    customer_id: str = Field(description="whose conversation owns the job")
+    job_id: str
+    operator: str = Field(description="the console operator who asked")
+    reason: str = ""
+
+
+class OperatorHandOffDone(_Msg):
+    """Conversation → Ingress: what became of an OperatorHandOff."""
+
+    msg: Literal["operator_handoff_done"] = "operator_handoff_done"
+    request_id: int
+    ok: bool = Field(description="the job is now transferred by this request")
+    state: str = Field(default="", description="the job's state now")
+    error: str = Field(default="", description="why not, when not ok")
+
+
 class WorkNudge(_Msg):
     """Anyone → Renderer or Dispatch: new rows of your kinds are in the outbox."""
 
@@ -204,10 +225,11 @@ SchedulerInbox = Annotated[
     Configure | Ping | TasksChanged | CustomerEvents | SendOutcome, Field(discriminator="msg")
 ]
 GatewayInbox = Annotated[Configure | Ping | SendNudge, Field(discriminator="msg")]
-IngressInbox = Annotated[Configure | Ping | HealthReport, Field(discriminator="msg")]
-ConversationsInbox = Annotated[Configure | Ping | RouteMessages | ConversationStarted | JobNotice,
+IngressInbox = Annotated[Configure | Ping | HealthReport | OperatorHandOffDone, Field(discriminator="msg")]
+ConversationsInbox = Annotated[Configure | Ping | RouteMessages | ConversationStarted | JobNotice | OperatorHandOff,
                                Field(discriminator="msg")]
-ConversationInbox = Annotated[Configure | Ping | CustomerMessages | JobNotice, Field(discriminator="msg")]
+ConversationInbox = Annotated[Configure | Ping | CustomerMessages | JobNotice | OperatorHandOff,
+                              Field(discriminator="msg")]
 RendererInbox = Annotated[Configure | Ping | WorkNudge | WorkDone, Field(discriminator="msg")]
 WorkerInbox = Annotated[Configure | Ping | WorkItem, Field(discriminator="msg")]
 DispatchInbox = Annotated[Configure | Ping | WorkNudge, Field(discriminator="msg")]

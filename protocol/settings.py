@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     CONVERSATION_IDLE_S: float = Field(default=600, gt=0)
     TAKEOVER_MINUTES: float = Field(default=30, ge=0)
     DEBOUNCE_S: float = Field(default=3, ge=0)
+    CUSTOMER_RATE_PER_MIN: float = Field(default=30, gt=0, le=6000, description="a customer's messages taken "
+                                         "a minute after a burst; more wait, stored, and are answered later")
+    CUSTOMER_BURST: int = Field(default=20, ge=1, le=1000, description="messages a customer may send at once "
+                                "before CUSTOMER_RATE_PER_MIN applies")
     ASSET_DIR: Path | None = Field(default=None, description="the shop's image archive for find-image; "
                                    "default DATA_DIR/assets")
 

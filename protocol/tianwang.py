@@ -34,6 +34,7 @@ class Priority(StrEnum):
 
 
 PRIORITY_RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.NORMAL: 2}
+TIME_YEARS = (1970, 9998)  # a time_reach time must fall in these years
 
 
 class TriggerType(StrEnum):
@@ -74,7 +75,9 @@ class Trigger(_Strict):
     keywords: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
         default=None, max_length=50, description="customer_keyword: any of these"
     )
-    time: str | None = Field(default=None, description="time_reach: 'YYYY-MM-DD HH:MM:SS', shop-local")
+    time: str | None = Field(default=None, description="time_reach: 'YYYY-MM-DD HH:MM:SS', shop-local",
+                             examples=["2026-02-27 09:00:00"],
+                             json_schema_extra={"pattern": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"})
     event: str | None = Field(default=None, max_length=200, description="custom_event: event name")
 
     @model_validator(mode="after")
@@ -90,11 +93,14 @@ class Trigger(_Strict):
             from datetime import datetime
 
             try:
-                datetime.strptime(self.time, "%Y-%m-%d %H:%M:%S")
+                year = datetime.strptime(self.time, "%Y-%m-%d %H:%M:%S").year
             except ValueError:
                 raise ValueError(
                     f"trigger.time {self.time!r} is not of the form 'YYYY-MM-DD HH:MM:SS'"
                 ) from None
+            # Years 1 and 9999 overflow datetime once moved to UTC or shown in the shop's zone.
+            if not TIME_YEARS[0] <= year <= TIME_YEARS[1]:
+                raise ValueError(f"trigger.time {self.time!r} must be in the years {TIME_YEARS[0]}-{TIME_YEARS[1]}")
         if t is TriggerType.CUSTOM_EVENT and not self.event:
             raise ValueError("trigger.event is required for custom_event")
         return self

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import signal
@@ -112,7 +113,7 @@ class WebhookRecorder:
             if self._forced_left is not None:
                 self._forced_left -= 1
             return self._forced_errcode
-        if not key or (self.key is not None and key != self.key):
+        if not key or (self.key is not None and not hmac.compare_digest(key.encode(), self.key.encode())):
             return 93000
         if not isinstance(body, dict):
             return 40035

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from launcher import group_members as process_group_alive
 from standins.webhook_recorder import WebhookRecorder
+from tests import pg
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,7 +84,8 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.05, what: str =
 
 @dataclass
 class Launcher:
-    """launcher.py in a subprocess on free ports and its own DATA_DIR."""
+    """launcher.py in a subprocess on free ports and its own DATA_DIR; with SHOP_TEST_DB=postgresql, on a database
+    of its own on the session's PostgreSQL server (kept across its restarts), else on SQLite under DATA_DIR."""
 
     data_dir: Path
     env_extra: dict[str, str] = field(default_factory=dict)
@@ -93,6 +95,7 @@ class Launcher:
     sim_http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     pgids: set[int] = field(default_factory=set)
+    database_url: str = ""  # PostgreSQL: made on first start
 
     @property
     def api(self) -> str:
@@ -114,6 +117,9 @@ class Launcher:
             DISPATCH_STANDIN_PORT="0", SWEEP_INTERVAL_S="1", TASK_RETRY_BASE_S="0.2", CALLBACK_RETRY_MAX_S="1",
             PYTHONUNBUFFERED="1",
         )
+        if pg.wanted() and "DATABASE_URL" not in self.env_extra:
+            self.database_url = self.database_url or pg.shared_server().new_database()
+            env["DATABASE_URL"] = self.database_url
         env.update(self.env_extra)
         return env
 
@@ -213,7 +219,15 @@ class Launcher:
         return http("GET", f"{self.sim}/stats")[1]
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        """Read the real database file, as an operator would."""
+        """Read the real database, as an operator would (SQL with ? marks, run on SQLite or PostgreSQL)."""
+        if self.database_url:
+            con = pg.connect_url(self.database_url)
+            try:
+                cursor = con.cursor()
+                cursor.execute(sql.replace("%", "%%").replace("?", "%s"), args)
+                return [tuple(row) for row in cursor.fetchall()]
+            finally:
+                con.close()
         con = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
         try:
             return con.execute(sql, args).fetchall()

@@ -650,6 +650,34 @@ class TestCancelTransfer:
             jm.step(go(quoting(), jm.PaymentReceived("O1", 1, True)), jm.Superseded(), NOW)
 
 
+class TestOperatorHandOff:
+    """A console operator hands a live job to a designer (Transfer with rule `operator`): one hand-off, the
+    customer hears about it when a designer has it; an ended job is refused."""
+
+    @pytest.mark.parametrize("state", sorted(set(JobState) - TERMINAL_JOB_STATES))
+    def test_every_live_job_goes_to_a_designer(self, state: JobState) -> None:
+        job = BUILDERS[state]()
+        step = jm.step(job, jm.Transfer("operator", "操作员 amy 转给设计师:客户很急"), NOW)
+        assert path(step) == [(state, S.TRANSFERRED)]
+        assert step.effects == (jm.HandOff("operator", "操作员 amy 转给设计师:客户很急"),)  # nothing said yet
+        assert (step.job.handoff_rule, step.job.handoff_status, step.job.version) == ("operator", "asked",
+                                                                                     job.version + 1)
+        assigned = jm.step(step.job, jm.HandOffAssigned("橘子", "t-1"), NOW)
+        assert said(assigned) == [replies.HANDED_OFF] and assigned.job.designer == "橘子"
+        finished = jm.step(assigned.job, jm.HandOffCompleted("done"), NOW)
+        assert finished.job.state is S.COMPLETED and finished.job.done_by == "staff"
+
+    @pytest.mark.parametrize("state", sorted(TERMINAL_JOB_STATES))
+    def test_an_ended_job_is_refused(self, state: JobState) -> None:
+        with pytest.raises(jm.IllegalJobEvent, match=f"'{state.value}'.*transfer"):
+            jm.step(BUILDERS[state](), jm.Transfer("operator", "again"), NOW)
+
+    def test_a_job_the_operator_handed_off_takes_no_more_words_from_the_machine(self) -> None:
+        job = jm.step(processing(), jm.Transfer("operator", "x"), NOW).job
+        with pytest.raises(jm.IllegalJobEvent, match="customer_text"):
+            jm.step(job, jm.CustomerText("好了吗"), NOW)
+
+
 class TestPhrases:
     """SPEC's exact phrases, and the rest read like a person from the shop."""
 

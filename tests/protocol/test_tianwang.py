@@ -181,7 +181,8 @@ class TestRefusedBodies:
 
     @pytest.mark.parametrize(
         "time",
-        ["2026-02-27", "2026/02/27 09:00:00", "2026-02-27T09:00:00", "2026-02-30 09:00:00", "明天九点"],
+        ["2026-02-27", "2026/02/27 09:00:00", "2026-02-27T09:00:00", "2026-02-30 09:00:00", "明天九点",
+         "0001-01-01 00:00:00", "9999-12-31 23:59:59"],
     )
     def test_time_reach_with_bad_time_format(self, time: str) -> None:
         errors = refused(body(trigger={"type": "time_reach", "time": time}))
