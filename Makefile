@@ -28,7 +28,7 @@ test: $(STAMP) pg-server
 # The e2e flows `make test` runs a second time with the launcher on PostgreSQL (the persistence tests run on both
 # databases in the main run); `make test-pg` runs the persistence tests and every e2e test on PostgreSQL.
 PG_FLOWS := tests/e2e/test_tianwang_flow.py tests/e2e/test_image_job.py tests/e2e/test_handoff.py \
-	tests/e2e/test_human_touch.py tests/e2e/test_launcher.py
+	tests/e2e/test_human_touch.py tests/e2e/test_launcher.py tests/e2e/test_multi_ingress.py
 
 test-pg: $(STAMP) pg-server
 	SHOP_TEST_DB=postgresql $(BIN)/python -m pytest -q tests/persistence tests/e2e
@@ -42,7 +42,7 @@ pg-server:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-BENCHES := ingress gateway conversations recovery render
+BENCHES := ingress gateway conversations recovery render convention
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; echo; done

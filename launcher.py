@@ -6,6 +6,7 @@ group and started again; SIGTERM/SIGINT shut everything down, leaving no process
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import errno
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from actors import metrics_files
+from actors import metrics_files, placement
 from core import redaction
 from protocol.messages import Ping, Pong, StartSystem
 from protocol.settings import Settings
@@ -117,9 +118,10 @@ def standin_ports(settings: Settings, ports: tuple[tuple[str, str], ...]) -> Set
     return settings.model_copy(update=update) if update else settings
 
 
-def setup_logging(settings: Settings) -> dict:
-    """Console + DATA_DIR/logs/shop.log for the launcher; the same as Thespian logDefs for the actors."""
-    log_file = str(settings.DATA_DIR / "logs" / "shop.log")
+def setup_logging(settings: Settings, log_name: str = "shop.log") -> dict:
+    """Console + DATA_DIR/logs/shop.log (a member: its own file) for the launcher; the same as Thespian logDefs for
+    the actors."""
+    log_file = str(settings.DATA_DIR / "logs" / log_name)
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     style = "json" if settings.LOG_FORMAT == "json" else "plain"
     handlers = {
@@ -215,7 +217,9 @@ def start_system(settings: Settings, log_defs: dict) -> RunningSystem:
                           f"simulator; choose another")
     admin_port = settings.THESPIAN_ADMIN_PORT or _free_port(avoid=ours)
     check_port_free("127.0.0.1", admin_port, "Thespian admin")
-    asys = ActorSystem("multiprocTCPBase", {"Admin Port": admin_port},
+    here = placement.system_id(os.environ.get("THESPIAN_BASE_IPADDR") or socket.gethostname(), admin_port)
+    placement.set_here(here, "leader")  # before the fork: every actor knows its system (members may join)
+    asys = ActorSystem("multiprocTCPBase", {"Admin Port": admin_port, **placement.leader_capabilities(here)},
                        logDefs=log_defs, transientUnique=True)
     root = asys.createActor("actors.root.Root", globalName="root")
     pong = asys.ask(root, StartSystem(settings=settings, launcher_pid=os.getpid()), 30)
@@ -301,8 +305,23 @@ def healthy(system: RunningSystem, nonce: int) -> bool:
     return isinstance(answer, Pong)
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line: none for the leader (the whole service); --join HOST:PORT for a member."""
+    p = argparse.ArgumentParser(description="Run the retouch-shop service (or, with --join, a member host of it).")
+    p.add_argument("--join", metavar="HOST:PORT", help="join the leader whose Thespian admin is at HOST:PORT and "
+                   "take conversations and renders from it")
+    p.add_argument("--offers", default=",".join(placement.OFFERS),
+                   help="with --join: what this member hosts (default: %(default)s)")
+    return p.parse_args(argv)
+
+
 def main() -> int:
-    """Run until SIGTERM/SIGINT; exit 2 when the launch is refused."""
+    """Run until SIGTERM/SIGINT; exit 2 when the launch is refused. With --join, run a convention member."""
+    args = parse_args(sys.argv[1:])
+    if args.join:
+        import member
+
+        return member.run(args.join, args.offers)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -393,7 +412,8 @@ def _start_with_retry(settings: Settings, log_defs: dict, stop: threading.Event)
 def _banner(settings: Settings, sim_control: str | None, dispatch_control: str | None, on_defaults: list[str]) -> None:
     lines = [
         "retouch-shop service is up",
-        f"  Tianwang API   {settings.api_base_url}/api/task/receive  (health: {settings.api_base_url}/api/health)",
+        f"  Tianwang API   {settings.api_base_url}/api/task/receive  (health: {settings.api_base_url}/api/health)"
+        + (f"; {settings.INGRESS_PROCESSES} processes on the port" if settings.INGRESS_PROCESSES > 1 else ""),
         f"  console        {settings.api_base_url}/console  (operators, live; log-ins: `shop-admin user add NAME`)",
         f"  API docs       {settings.api_base_url}/api/docs  (OpenAPI 3.1: /api/openapi.json; Prometheus: /metrics)",
         f"  IM bridge      {settings.IM_BRIDGE_URL}",

@@ -18,14 +18,17 @@ from thespian.actors import (
     WatchMessage,
 )
 
+from actors import placement
 from actors.bridge import ThreadBridge
 from actors.json_logs import bind_process
 from core import redaction
 from persistence.db import open_database
+from protocol.convention import Members, ParentCheck, ParentHere
 from protocol.messages import AddressBook, Configure, Ping, Pong
 from protocol.settings import Settings
 
 CATCH_UP_S = (0.2, 0.6)
+CREATOR_MISSES = 2  # unanswered checks after which an actor placed on a member takes its creator for gone
 
 
 class ServiceActor(Actor):
@@ -48,6 +51,9 @@ class ServiceActor(Actor):
         self.log = logging.getLogger(f"shop.{self.kind}")
         self._early: list[tuple[Any, ActorAddress]] = []
         self._periodic: dict[str, float] = {}
+        self.placement = placement.Placement()  # where members are, for the actors that place work on them
+        self._creator_misses = 0
+        self._creator_heard = False
 
     # -- hooks for subclasses -------------------------------------------------------------
     def on_configure(self) -> None:
@@ -68,6 +74,13 @@ class ServiceActor(Actor):
 
     def on_exit(self) -> None:
         """The actor is being stopped."""
+
+    def owns(self, child: ActorAddress) -> bool:
+        """Whether child is still one of this actor's (asked by a child placed on a member)."""
+        return True
+
+    def on_members(self, lost: set[str]) -> None:
+        """Root's latest Members view is in self.placement; the member systems in lost are gone, with their actors."""
 
     def detail(self) -> dict[str, Any]:
         """Kind-specific figures for health reports."""
@@ -94,6 +107,32 @@ class ServiceActor(Actor):
         if target is not None:
             self.send(target, msg)
 
+    def tell_on(self, system: str, target: ActorAddress | None, msg: Any) -> None:
+        """Send to an actor running on system: to one on a member with a bounded transmit time."""
+        if target is None:
+            return
+        if not system or system == placement.this_system():
+            self.send(target, msg)
+        else:
+            placement.send_within(self, target, msg)
+
+    def creator_gone(self, creator: ActorAddress | None) -> bool:
+        """For an actor placed on a member, called every few seconds: whether its creator on the leader failed to
+        answer CREATOR_MISSES checks in a row (the parent-pid check cannot see a process on another host).
+        A creator that spoke since the last call is not asked."""
+        if self._creator_heard:
+            self._creator_heard, self._creator_misses = False, 0
+            return False
+        if self._creator_misses >= CREATOR_MISSES:
+            return True
+        self._creator_misses += 1
+        self.tell(creator, ParentCheck())
+        return False
+
+    def heard_from_creator(self) -> None:
+        """The creator spoke (an answer to a check, or work): it is there."""
+        self._creator_heard, self._creator_misses = True, 0
+
     # -- dispatch -------------------------------------------------------------------------
     def receiveMessage(self, msg: Any, sender: ActorAddress) -> Any:  # noqa: N802 (Thespian's name)
         try:
@@ -107,6 +146,15 @@ class ServiceActor(Actor):
             self._configure(msg)
         elif isinstance(msg, Ping) and self.settings is not None:
             self.send(sender, self.pong(msg.nonce))
+        elif isinstance(msg, ParentCheck):
+            # A child this actor gave up on (its member was declared lost, then came back) is told to go.
+            placement.send_within(self, sender, ParentHere() if self.owns(sender) else ActorExitRequest())
+        elif isinstance(msg, ParentHere):
+            self.heard_from_creator()
+        elif isinstance(msg, Members):
+            lost = self.placement.update(msg)  # before configuration too: first placements see the members
+            if self.settings is not None:
+                self.on_members(lost)
         elif isinstance(msg, WatchMessage):
             if self.bridge is not None:
                 items = self.bridge.drain()
@@ -137,7 +185,7 @@ class ServiceActor(Actor):
         first = self.settings is None
         self.book = msg.book
         if first:
-            self.settings = msg.settings
+            self.settings = placement.local_settings(msg.settings)
             self.name = msg.name
             bind_process(msg.name)
             redaction.configure(msg.settings)  # redact() in this process masks the settings' secrets

@@ -15,6 +15,7 @@ from typing import Any
 
 from thespian.actors import ActorAddress, ActorExitRequest
 
+from actors import placement
 from actors.base import ServiceActor, now
 from actors.json_logs import bind_process
 from core import image_job as jm
@@ -74,6 +75,12 @@ class ConversationActor(ServiceActor):
 
     kind = "conversation"
 
+    @staticmethod
+    def actorSystemCapabilityCheck(capabilities: dict[str, Any], requirements: dict[str, Any] | None = None  # noqa: N802
+                                   ) -> bool:
+        """Placed by the router: on the member system it names, else on the leader."""
+        return placement.hosts(capabilities, requirements)
+
     def on_configure(self) -> None:
         assert self.settings is not None
         self.customer_id = self.name.split(":", 1)[1]
@@ -88,6 +95,7 @@ class ConversationActor(ServiceActor):
             self._arm_burst()
 
     def on_message(self, msg: Any, sender: ActorAddress) -> None:
+        self.heard_from_creator()  # everything but wakeups comes from the router
         if isinstance(msg, CustomerMessages):
             self._hello(sender)
             events = messages.handle_customer_messages(self.customer_id, msg.items, now(),
@@ -127,9 +135,15 @@ class ConversationActor(ServiceActor):
         if name == "burst":
             self.burst_armed = False
             self._take_burst()
-        elif name == "orphan-check" and os.getppid() != self.parent_pid:
-            # A router killed with SIGKILL leaves its children running with no parent: they stop themselves.
+        elif name == "orphan-check" and self._orphaned():
             self.send(self.myAddress, ActorExitRequest())
+
+    def _orphaned(self) -> bool:
+        # A router killed with SIGKILL leaves its children running: they stop themselves. Here the router is the
+        # parent process; on a member it runs on another host, and is asked instead.
+        if placement.is_member():
+            return self.creator_gone(self.book.conversations if self.book is not None else None)
+        return os.getppid() != self.parent_pid
 
     # -- decisions --------------------------------------------------------------------------------
     def _take_burst(self) -> None:
@@ -202,8 +216,9 @@ class ConversationActor(ServiceActor):
         if not ok and not error:
             error = "the job changed while it was being handed off; look at it and try again"
         if self.book is not None:
-            self.tell(self.book.ingress, OperatorHandOffDone(request_id=msg.request_id, ok=ok, error=error,
-                                                             state=job.state.value if job else ""))
+            done = OperatorHandOffDone(request_id=msg.request_id, ok=ok, error=error,
+                                       state=job.state.value if job else "")
+            self.tell(msg.reply_to or self.book.ingress, done)  # the ingress process whose handler waits
 
     def _commit(self, decide: Callable[[], jobs.Decision]) -> None:
         for attempt in range(COMMIT_TRIES):

@@ -1,14 +1,20 @@
-"""Conversations: routes customer messages to one actor per customer; passivates idle ones."""
+"""Conversations: routes customer messages to one actor per customer; passivates idle ones.
+
+In a convention the conversation actors run on the members that offer conversations (the least loaded
+first; see actors/placement.py), and here while none does. When a member is lost, its customers' work
+starts again on a new actor from the database.
+"""
 
 from __future__ import annotations
 
 import gc
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from typing import Any
 
 from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited
 
+from actors import placement
 from actors.base import ServiceActor, now
 from actors.conversation import ConversationActor
 from actors.metrics import ACTOR_RESTARTS
@@ -44,6 +50,7 @@ class Conversations(ServiceActor):
         # One writer per customer: what arrives while the customer's old actor is still exiting waits here.
         self.held: dict[str, list[Any]] = {}
         self.pids: dict[str, int] = {}
+        self.placed: dict[str, str] = {}  # customer → the system their (live or leaving) actor runs on
         self.last_active: dict[str, float] = {}
         self.counts = {"activated": 0, "passivated": 0, "died": 0}
         self.activating: dict[str, float] = {}
@@ -60,7 +67,7 @@ class Conversations(ServiceActor):
     def on_book(self) -> None:
         assert self.settings is not None and self.book is not None
         for customer_id, address in self.live.items():
-            self.tell(address, self._configure_msg(customer_id))
+            self.tell_on(self.placed.get(customer_id, ""), address, self._configure_msg(customer_id))
 
     def _configure_msg(self, customer_id: str) -> Configure:
         assert self.settings is not None and self.book is not None
@@ -124,17 +131,24 @@ class Conversations(ServiceActor):
         if customer_id not in self.live and any(c == customer_id for _, c, _ in self.leaving):
             self.held.setdefault(customer_id, []).append(msg)
             return
-        self.tell(self._actor_for(customer_id), msg)
+        address = self._actor_for(customer_id)
+        self.tell_on(self.placed.get(customer_id, ""), address, msg)
 
     def _actor_for(self, customer_id: str) -> ActorAddress:
         assert self.settings is not None
         address = self.live.get(customer_id)
         if address is None:
-            gc.freeze()  # the child shares what the router holds now instead of copying it on its first GC
-            address = self.createActor(ConversationActor)
+            # On a member when one takes conversations (the least loaded), else here.
+            system = self.placement.choose("conversations", Counter(self.placed.values()))
+            if system == placement.this_system():
+                gc.freeze()  # the child shares what the router holds now instead of copying it on its first GC
+            address = self.createActor(ConversationActor, targetActorRequirements=placement.requirements_for(system))
+            self.placed[customer_id] = system
+            self.log.debug("conversation %s placed on %s", customer_id, system)
             self.live[customer_id] = address
             self.counts["activated"] += 1
             self.activating[customer_id] = time.monotonic()
+            # Not bounded in time: its creation on a busy member may take a while, and without it the actor is idle.
             self.send(address, self._configure_msg(customer_id))
             while len(self.live) > self.settings.CONVERSATIONS_MAX_LIVE:
                 oldest = next(iter(self.live))
@@ -151,17 +165,15 @@ class Conversations(ServiceActor):
         if address is not None:
             self.counts["passivated"] += 1
             self.leaving.append((address, customer_id, time.monotonic()))
-            self.send(address, ActorExitRequest())
+            self.tell_on(self.placed.get(customer_id, ""), address, ActorExitRequest())
 
     def _child_exited(self, address: ActorAddress) -> None:
         customer_id = next((c for c, a in self.live.items() if a == address), None)
         if customer_id is not None:  # it died rather than being passivated
-            self.counts["died"] += 1
-            ACTOR_RESTARTS.labels("conversation").inc()  # its next message starts a new one
-            del self.live[customer_id]
-            self.pids.pop(customer_id, None)
-            self.last_active.pop(customer_id, None)
-            self.activating.pop(customer_id, None)
+            # If it ran on a member (or failed to start there), the member may be leaving and Root's word of it may
+            # still be on its way: the customer's next actor starts elsewhere.
+            self.placement.suspect(self.placed.get(customer_id, ""))
+            self._forget(customer_id)
         else:
             leaving = next((entry for entry in self.leaving if entry[0] == address), None)
             if leaving is None:
@@ -170,10 +182,36 @@ class Conversations(ServiceActor):
             customer_id = leaving[1]
         self._release(customer_id)
 
+    def _forget(self, customer_id: str) -> None:
+        """The customer's live actor died (or went with its host): its next message starts a new one."""
+        self.counts["died"] += 1
+        ACTOR_RESTARTS.labels("conversation").inc()
+        del self.live[customer_id]
+        self.pids.pop(customer_id, None)
+        self.last_active.pop(customer_id, None)
+        self.activating.pop(customer_id, None)
+
+    def owns(self, child: ActorAddress) -> bool:
+        return any(a == child for a in self.live.values()) or any(e[0] == child for e in self.leaving)
+
+    def on_members(self, lost: set[str]) -> None:
+        # Actors on a lost member are gone without an exit notice: their customers' work starts again elsewhere.
+        # Live actors stay where they are when a member joins: new activations go to it.
+        gone = [c for c, system in self.placed.items() if system in lost]
+        for customer_id in gone:
+            self.leaving = [e for e in self.leaving if e[1] != customer_id]
+            if customer_id in self.live:
+                self._forget(customer_id)
+            self._release(customer_id)
+        if gone:
+            self.log.warning("%d conversations were on lost member %s: activated again elsewhere", len(gone),
+                             ", ".join(sorted(lost)))
+
     def _release(self, customer_id: str) -> None:
         """The customer's old actor is gone: whatever it had not done, and whatever waited, goes to a fresh one."""
         if any(c == customer_id for _, c, _ in self.leaving):
             return  # another of its old actors is still exiting
+        self.placed.pop(customer_id, None)
         held = self.held.pop(customer_id, [])
         self._route(messages.unhandled(customer_id=customer_id))
         self._notify_outcomes(jobs.unprocessed_events(customer_id=customer_id))
@@ -216,8 +254,10 @@ class Conversations(ServiceActor):
         self._notify_outcomes(jobs.unprocessed_events(older_than=now() - SWEEP_GRACE_S))
 
     def detail(self) -> dict[str, Any]:
+        here = placement.this_system()
         actors = [
-            {"name": f"conversation:{c}", "kind": "conversation", "pid": self.pids.get(c), "state": "running"}
+            {"name": f"conversation:{c}", "kind": "conversation", "pid": self.pids.get(c), "state": "running",
+             "system": self.placed.get(c, here)}
             for c in list(self.live)[-200:]
         ]
         ordered = sorted(self.activation_s)
@@ -226,4 +266,4 @@ class Conversations(ServiceActor):
             timing = {"activation_p50_ms": round(ordered[len(ordered) // 2] * 1000, 1),
                       "activation_p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 1)}
         return {"live": len(self.live), **self.counts, **timing, "rate_limited": len(self.limiter.deferred()),
-                "actors": actors}
+                "by_system": dict(Counter(self.placed[c] for c in self.live if c in self.placed)), "actors": actors}

@@ -101,8 +101,9 @@ class GroupCommitter:
 class ApiState:
     """What the app shares with the Ingress actor: outgoing posts and pending health answers."""
 
-    def __init__(self, settings: Settings, post: Callable[[Any], None]) -> None:
+    def __init__(self, settings: Settings, post: Callable[[Any], None], name: str = "ingress") -> None:
         self.settings = settings
+        self.name = name  # which ingress process this is (INGRESS_PROCESSES), in metrics
         self.post = post
         self.health_waiters: dict[int, asyncio.Future[HealthReport]] = {}
         self.answers: dict[int, asyncio.Future[Any]] = {}  # request id → an actor's answer awaited by a handler
@@ -357,7 +358,8 @@ async def health(request: web.Request) -> web.Response:
     if report is None:
         return envelope(503, f"Root did not answer within {HEALTH_TIMEOUT_S:.0f} s",
                         {"status": "degraded", "actors": []})
-    data = {"status": "ok" if report.ok else "degraded", "actors": [a.model_dump() for a in report.actors]}
+    data = {"status": "ok" if report.ok else "degraded", "actors": [a.model_dump() for a in report.actors],
+            "members": report.members}
     return envelope(200 if report.ok else 503, "ok" if report.ok else "some actors are not answering", data)
 
 
@@ -377,7 +379,7 @@ def make_app(state: ApiState) -> web.Application:
     app.router.add_post("/api/conversation/{customer_id}/resume", resume)
     app.router.add_get("/api/jobs/{job_id}", job)
     app.router.add_get("/files/{token}/{name}", public_file)
-    metrics_http.install(app)
+    metrics_http.install(app, state.name)
     openapi.add_routes(app, keyed=state.settings.TIANWANG_API_KEY is not None, max_body=MAX_BODY, needs_key=needs_key)
     from actors import console_actions, console_auth, console_views  # imported here: they build on this module
 
@@ -395,7 +397,9 @@ async def serve(state: ApiState, ready: Callable[[str | None], None]) -> None:
     deadline = time.monotonic() + 5
     while True:
         try:
-            site = web.TCPSite(runner, s.HTTP_API_HOST, s.HTTP_API_PORT, reuse_address=True, backlog=1024)
+            # Several ingress processes: one port, the kernel spreads the connections over their sockets.
+            site = web.TCPSite(runner, s.HTTP_API_HOST, s.HTTP_API_PORT, reuse_address=True, backlog=1024,
+                               reuse_port=s.INGRESS_PROCESSES > 1)
             await site.start()
             break
         except OSError as exc:

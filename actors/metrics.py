@@ -35,13 +35,15 @@ HTTP_REQUESTS = Counter("shop_http_requests_total", "HTTP requests answered by t
                         "and status", ["method", "route", "status"], registry=None)
 HTTP_DURATION = Histogram("shop_http_request_duration_seconds", "Time to answer an HTTP request, by route pattern",
                           ["method", "route"], registry=None)
+INGRESS_REQUESTS = Counter("shop_ingress_requests_total", "HTTP requests answered, by ingress process "
+                           "(ingress, ingress-2, … with INGRESS_PROCESSES > 1)", ["ingress"], registry=None)
 GEMINI_CALLS = Counter("shop_gemini_calls_total", "Requests made to Gemini (each retry counts), by call",
                        ["call"], registry=None)
 GEMINI_ERRORS = Counter("shop_gemini_errors_total", "Gemini requests that failed, by call and kind of error",
                         ["call", "kind"], registry=None)
 ACTOR_RESTARTS = Counter("shop_actor_restarts_total", "Actors restarted after they died, by kind ('system': the "
                          "launcher restarted the whole actor system)", ["kind"], registry=None)
-OWN = (HTTP_REQUESTS, HTTP_DURATION, GEMINI_CALLS, GEMINI_ERRORS, ACTOR_RESTARTS)
+OWN = (HTTP_REQUESTS, HTTP_DURATION, INGRESS_REQUESTS, GEMINI_CALLS, GEMINI_ERRORS, ACTOR_RESTARTS)
 
 GEMINI_CALL_NAMES = ("render", "score_quality", "detect_text", "assess_risk", "phrase")
 GEMINI_ERROR_KINDS: dict[type[gemini.GeminiError], str] = {

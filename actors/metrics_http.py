@@ -14,13 +14,16 @@ from actors import metrics
 
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 SCRAPER = web.AppKey("metrics_scraper", ThreadPoolExecutor)
+INGRESS = web.AppKey("metrics_ingress", str)
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 UNMATCHED = "unmatched"  # every path no route serves: raw paths would make one series per probe
 
 
-def install(app: web.Application) -> None:
-    """Count every request (as the outermost middleware, so it sees the final status) and serve GET /metrics."""
+def install(app: web.Application, ingress: str = "ingress") -> None:
+    """Count every request (as the outermost middleware, so it sees the final status) and serve GET /metrics;
+    ingress names the process serving app (INGRESS_PROCESSES)."""
     app.middlewares.insert(0, count_requests)
+    app[INGRESS] = ingress
     app[REGISTRY] = metrics.registry()
     # One scrape at a time, off the loop: it reads the database and every process's counter files.
     app[SCRAPER] = ThreadPoolExecutor(1, thread_name_prefix="metrics")
@@ -41,7 +44,8 @@ def route_of(request: web.Request) -> str:
 @web.middleware
 async def count_requests(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
-    """shop_http_requests_total and shop_http_request_duration_seconds for every answered request."""
+    """shop_http_requests_total, shop_http_request_duration_seconds and shop_ingress_requests_total for every
+    answered request."""
     started = time.perf_counter()
     status = 500
     try:
@@ -59,6 +63,7 @@ async def count_requests(request: web.Request, handler: Callable[[web.Request], 
         route = route_of(request)
         metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
         metrics.HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
+        metrics.INGRESS_REQUESTS.labels(request.app[INGRESS]).inc()
 
 
 async def serve_metrics(request: web.Request) -> web.Response:

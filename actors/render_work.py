@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from actors import placement
 from actors.metrics import MeteredGeminiClient
 from core import risk
 from core.render_prompt import qa_prompt, render_prompt
@@ -128,7 +129,8 @@ def render_job(settings: Settings, key: str, payload: dict[str, Any], gemini: Ge
         if stored is not None and stored.status == "done" and stored.path and Path(stored.path).exists():
             result = _Result(n, stored.path, stored.preview_path, stored.mime, stored.score or 0)
         else:
-            jobs.start_attempt(render_id, n, "gemini" if gemini else "local", os.getpid(), time.time())
+            jobs.start_attempt(render_id, n, "gemini" if gemini else "local", os.getpid(), time.time(),
+                               system=placement.this_system())
             try:
                 result = _attempt(gemini, source, operation, out_dir, f"{render_id}-{n}", prompt, payload, n)
             except SafetyBlocked as exc:

@@ -7,11 +7,13 @@ from typing import Any
 
 from thespian.actors import ActorAddress, ActorExitRequest
 
+from actors import placement
 from actors.base import ServiceActor
 from actors.find_work import find_image
 from actors.json_logs import ids_in, log_ids
 from actors.render_work import AlreadySettled, Outcome, analyze_photo, gemini_client, render_job
 from integrations.gemini import GeminiClient
+from protocol.convention import WorkerStarted
 from protocol.messages import WorkDone, WorkItem
 from protocol.settings import Settings
 
@@ -35,16 +37,24 @@ class RenderWorker(ServiceActor):
 
     kind = "render_worker"
 
+    @staticmethod
+    def actorSystemCapabilityCheck(capabilities: dict[str, Any], requirements: dict[str, Any] | None = None  # noqa: N802
+                                   ) -> bool:
+        """Placed by the pool: on the member system it names, else on the leader."""
+        return placement.hosts(capabilities, requirements)
+
     def on_configure(self) -> None:
-        assert self.settings is not None
+        assert self.settings is not None and self.book is not None
         self.parent_pid = os.getppid()
         self.gemini = gemini_client(self.settings)
         self.every(ORPHAN_CHECK_S, "orphan-check")
+        self.tell(self.book.renderer, WorkerStarted(pid=os.getpid()))
 
     def on_message(self, msg: Any, sender: ActorAddress) -> None:
         if isinstance(msg, WorkItem):
-            if self._orphaned():
-                return  # the new pool hands this job to a worker of its own
+            self.heard_from_creator()
+            if not placement.is_member() and os.getppid() != self.parent_pid:
+                return  # orphaned: the new pool hands this job to a worker of its own
             assert self.settings is not None
             with log_ids(**ids_in(msg.payload)):
                 outcome = perform(self.settings, msg.key, msg.kind, msg.payload, self.gemini)
@@ -57,5 +67,8 @@ class RenderWorker(ServiceActor):
             self.send(self.myAddress, ActorExitRequest())
 
     def _orphaned(self) -> bool:
-        # A pool killed with SIGKILL leaves its workers running with no parent: they stop themselves.
+        # A pool killed with SIGKILL leaves its workers running: they stop themselves. Here the pool is the
+        # parent process; on a member it runs on another host, and is asked instead.
+        if placement.is_member():
+            return self.creator_gone(self.book.renderer if self.book is not None else None)
         return os.getppid() != self.parent_pid

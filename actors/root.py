@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited
+from thespian.actors import ActorAddress, ActorExitRequest, ActorSystemConventionUpdate, ChildActorExited
 
+from actors import placement
 from actors.base import ServiceActor
 from actors.conversations import Conversations
 from actors.dispatch import Dispatch
 from actors.gateway import Gateway
-from actors.ingress import Ingress
+from actors.ingress import Ingress, ingress_names
+from actors.member_agent import TOKEN_FILE, MemberAgent, group_pids
+from actors.membership import HEARTBEAT_S, Membership
 from actors.metrics import ACTOR_RESTARTS
 from actors.renderer import RendererPool
 from actors.scheduler import Scheduler
 from core.supervision import RESTART_WINDOW_S, on_death
+from protocol.convention import MemberBeat, MemberReport, Members, MemberView, ProbeStart
 from protocol.messages import (
     ActorHealth,
     AddressBook,
@@ -29,6 +35,7 @@ from protocol.messages import (
     Pong,
     StartSystem,
 )
+from protocol.settings import Settings
 
 CHILDREN: dict[str, type[ServiceActor]] = {
     "scheduler": Scheduler,
@@ -38,7 +45,17 @@ CHILDREN: dict[str, type[ServiceActor]] = {
     "dispatch": Dispatch,
     "ingress": Ingress,
 }
+
+
+def children(settings: Settings) -> dict[str, type[ServiceActor]]:
+    """Root's children by name: CHILDREN, with INGRESS_PROCESSES ingress actors (ingress, ingress-2, …)."""
+    named = {name: cls for name, cls in CHILDREN.items() if cls is not Ingress}
+    return named | dict.fromkeys(ingress_names(settings.INGRESS_PROCESSES), Ingress)
+
+
+PLACING = ("conversations", "renderer")  # the children that place actors on members: told of every change
 HEALTH_WAIT_S = 1.0
+PROBE_AGAIN_S = 2.0  # a probe that exited is made again this long after, if its member is still there
 LAUNCHER_CHECK_S = 1.0
 
 
@@ -73,10 +90,14 @@ class Root(ServiceActor):
     def __init__(self) -> None:
         super().__init__()
         self.children: dict[str, Child] = {}
+        self.classes: dict[str, type[ServiceActor]] = {}  # what each child is, by name
         self.health: dict[int, PendingHealth] = {}
         self.nonce = 0
         self.stopping = False
         self.launcher_pid = 0
+        self.membership: Membership | None = None
+        self.probes: dict[str, ActorAddress] = {}  # member system → Root's probe there
+        self.probe_lost: dict[str, float] = {}  # member system → when its probe exited (monotonic)
 
     def _dispatch(self, msg: Any, sender: ActorAddress) -> None:
         if isinstance(msg, StartSystem):
@@ -91,28 +112,37 @@ class Root(ServiceActor):
     def on_configure(self) -> None:
         if self.launcher_pid:
             self.every(LAUNCHER_CHECK_S, "launcher-check")
-        for name in CHILDREN:
+        self._start_membership()
+        self.classes = children(self.settings)
+        for name in self.classes:
             self.children[name] = Child(name)
             self._start(name)
         self._broadcast_book()
 
     def _start(self, name: str) -> None:
         child = self.children[name]
-        child.address = self.createActor(CHILDREN[name])
+        child.address = self.createActor(self.classes[name])
         child.state = "running"
         child.started = time.monotonic()
 
     def _book(self) -> AddressBook:
         addrs = {n: c.address for n, c in self.children.items()}
-        return AddressBook(root=self.myAddress, **addrs)
+        # ingress-2, … are in no book: nobody addresses them but through reply_to or as a sender.
+        return AddressBook(root=self.myAddress, **{n: a for n, a in addrs.items() if n in AddressBook.model_fields})
 
     def _broadcast_book(self) -> None:
         book = self._book()
         for name, child in self.children.items():
+            if name in PLACING:  # before Configure: their first placements already see the members
+                self.tell(child.address, self._members())
             self.tell(child.address, Configure(settings=self.settings, name=name, book=book))
 
     def on_message(self, msg: Any, sender: ActorAddress) -> None:
-        if isinstance(msg, ChildActorExited):
+        if isinstance(msg, ActorSystemConventionUpdate):
+            self._convention_update(msg)
+        elif isinstance(msg, MemberReport):
+            self._member_report(msg)
+        elif isinstance(msg, ChildActorExited):
             self._child_exited(msg.childAddress)
         elif isinstance(msg, HealthQuery):
             self._health_query(msg, sender)
@@ -122,6 +152,11 @@ class Root(ServiceActor):
             super().on_message(msg, sender)
 
     def _child_exited(self, address: ActorAddress) -> None:
+        probe = next((s for s, a in self.probes.items() if a == address), None)
+        if probe is not None:
+            del self.probes[probe]  # made again if its member is still there a little later (it may be leaving)
+            self.probe_lost[probe] = time.monotonic()
+            return
         child = next((c for c in self.children.values() if c.address == address), None)
         if child is None or self.stopping:
             return  # a repeat notice of a death already handled
@@ -146,11 +181,13 @@ class Root(ServiceActor):
             return
         self._start(name)
         child.restarts += 1
-        ACTOR_RESTARTS.labels(name).inc()
+        ACTOR_RESTARTS.labels(self.classes[name].kind).inc()
         self._broadcast_book()
 
     def on_timer(self, name: str) -> None:
-        if name == "launcher-check":
+        if name == "members":
+            self._heartbeat()
+        elif name == "launcher-check":
             self._check_launcher()
         elif name.startswith("restart:"):
             self._restart(name.split(":", 1)[1])
@@ -187,23 +224,109 @@ class Root(ServiceActor):
         pending = self.health.pop(nonce, None)
         if pending is None:
             return
+        here = placement.this_system()
         actors = [ActorHealth(name="root", kind="root", pid=os.getpid(), state="running",
-                              detail={"pgid": os.getpgid(0)})]
+                              detail={"pgid": os.getpgid(0)}, system=here)]
         ok = True
         for name, child in self.children.items():
             pong = pending.answers.get(name)
             state = "running" if pong else ("unresponsive" if child.state == "running" else child.state)
             ok = ok and pong is not None
             actors.append(ActorHealth(
-                name=name, kind=name, pid=pong.pid if pong else None, state=state, restarts=child.restarts,
-                detail={k: v for k, v in pong.detail.items() if k != "actors"} if pong else {},
+                name=name, kind=self.classes[name].kind, pid=pong.pid if pong else None, state=state,
+                restarts=child.restarts,
+                detail={k: v for k, v in pong.detail.items() if k != "actors"} if pong else {}, system=here,
             ))
-            if pong and name == "conversations":
+            if pong:  # the actors it placed: conversations, render workers
                 actors.extend(ActorHealth(**c) for c in pong.detail.get("actors", []))
-        self.send(pending.asker, HealthReport(request_id=pending.request_id, ok=ok, actors=actors))
+        self.send(pending.asker, HealthReport(request_id=pending.request_id, ok=ok, actors=actors,
+                                              members=self._members_health()))
 
     def on_exit(self) -> None:
         self.stopping = True  # children exit with us; none is restarted
+
+    # -- the convention -------------------------------------------------------------------------
+    def _start_membership(self) -> None:
+        """Hear of members joining and leaving; a token in DATA_DIR lets each member prove it shares it."""
+        assert self.settings is not None
+        self.token = uuid.uuid4().hex
+        (self.settings.DATA_DIR / TOKEN_FILE).write_text(self.token)
+        self.membership = Membership(MemberView(
+            system=placement.this_system(), role="leader", offers=list(placement.OFFERS),
+            render_workers=self.settings.RENDER_CONCURRENCY, host=socket.gethostname(), state="alive",
+            alive_since=time.time(), pgid=os.getpgid(0)))
+        self.notifyOnSystemRegistrationChanges(True)
+        self.every(HEARTBEAT_S, "members")
+
+    def _convention_update(self, msg: ActorSystemConventionUpdate) -> None:
+        assert self.membership is not None and self.settings is not None
+        caps = msg.remoteCapabilities or {}
+        system = caps.get(placement.CAP_SYSTEM)
+        if not system:
+            if msg.remoteAdded:
+                self.log.warning("an actor system that is no shop member joined the convention (%s): it gets no "
+                                 "work", msg.remoteAdminAddress)
+            return
+        if msg.remoteAdded:
+            if self.membership.join(system, caps, time.monotonic()) is None:
+                self.log.info("member %s registered again: it stays as it was", system)
+                return
+            self.log.info("member %s joined the convention, offering %s", system, caps.get(placement.CAP_OFFERS, ""))
+            self.probes.pop(system, None)  # a new incarnation gets a new probe; the old one stops by itself
+            self._probe(system)
+            self._tell_members()
+        elif self.membership.drop(system):
+            # Thespian's word alone is not enough (a busy member misses re-registrations): the heartbeat decides.
+            self.log.info("member %s missed its re-registrations: lost unless its heartbeat answers", system)
+
+    def _probe(self, system: str) -> None:
+        assert self.settings is not None
+        probe = self.createActor(MemberAgent, targetActorRequirements={placement.CAP_SYSTEM: system})
+        self.probes[system] = probe
+        self.send(probe, ProbeStart(data_dir=str(self.settings.DATA_DIR), token=self.token))
+
+    def _heartbeat(self) -> None:
+        assert self.membership is not None
+        lost = self.membership.silent(time.time(), time.monotonic())
+        for system in lost:
+            self.log.warning("member %s is lost (its heartbeat went silent): its work moves", system)
+        self.nonce += 1
+        for view in self.membership.views():
+            if view.system not in self.probes:
+                if time.monotonic() - self.probe_lost.get(view.system, 0.0) < PROBE_AGAIN_S:
+                    continue
+                self._probe(view.system)
+            self.tell_on(view.system, self.probes[view.system], MemberBeat(nonce=self.nonce))
+        if lost:
+            self._tell_members()
+
+    def _member_report(self, report: MemberReport) -> None:
+        assert self.membership is not None
+        before = self.membership.members.get(report.system)
+        if self.membership.report(report, time.time(), time.monotonic()):
+            now = self.membership.members[report.system]
+            if before is not None and before.state != now.state:
+                self.log.info("member %s is %s%s", report.system, now.state,
+                              f": {now.problem}" if now.problem else "")
+            self._tell_members()
+
+    def _members(self) -> Members:
+        return Members(members=self.membership.views() if self.membership is not None else [])
+
+    def _tell_members(self) -> None:
+        members = self._members()
+        for name in PLACING:
+            child = self.children.get(name)
+            if child is not None:
+                self.tell(child.address, members)
+
+    def _members_health(self) -> list[dict[str, Any]]:
+        if self.membership is None:
+            return []
+        pgid = os.getpgid(0)
+        self.membership.leader = self.membership.leader.model_copy(
+            update={"last_seen": time.time(), "pids": group_pids(pgid)})
+        return self.membership.health()
 
     def detail(self) -> dict[str, Any]:
         return {name: {"state": c.state, "restarts": c.restarts} for name, c in self.children.items()}

@@ -297,21 +297,24 @@ def attempts(render_id: str) -> dict[int, RenderAttempt]:
     return {a.attempt: a for a in RenderAttempt.select().where(RenderAttempt.render_id == render_id)}
 
 
-def started_attempts(render_ids: list[str]) -> list[tuple[str, int]]:
-    """(render id, pid) of attempts recorded as started and not finished, for these render requests."""
+def started_attempts(render_ids: list[str]) -> list[tuple[str, str, int]]:
+    """(render id, system, pid) of attempts recorded as started and not finished, for these render requests."""
     if not render_ids:
         return []
-    return list(RenderAttempt.select(RenderAttempt.render_id, RenderAttempt.pid)
+    return list(RenderAttempt.select(RenderAttempt.render_id, RenderAttempt.system, RenderAttempt.pid)
                 .where(RenderAttempt.render_id.in_(render_ids) & (RenderAttempt.status == "started")).tuples())
 
 
-def start_attempt(render_id: str, attempt: int, source: str, pid: int, now: float) -> None:
-    """Record an attempt before its (paid) call, so a crash leaves a trace and a stored result is never re-asked."""
+def start_attempt(render_id: str, attempt: int, source: str, pid: int, now: float, system: str = "") -> None:
+    """Record an attempt before its (paid) call, so a crash leaves a trace and a stored result is never re-asked.
+
+    pid and system (the actor system's id, in a convention of several) name the process making the call."""
     with atomic():
         RenderAttempt.insert(render_id=render_id, attempt=attempt, source=source, status="started", started_at=now,
-                             pid=pid).on_conflict(
+                             pid=pid, system=system).on_conflict(
             conflict_target=[RenderAttempt.render_id, RenderAttempt.attempt],
-            update={RenderAttempt.status: "started", RenderAttempt.started_at: now, RenderAttempt.pid: pid},
+            update={RenderAttempt.status: "started", RenderAttempt.started_at: now, RenderAttempt.pid: pid,
+                    RenderAttempt.system: system},
         ).execute()
 
 

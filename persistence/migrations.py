@@ -138,12 +138,17 @@ def _double_floats(s: Schema) -> None:
                 s.changes.append(f"column {table}.{f.column_name} as double precision")
 
 
+def _convention(s: Schema) -> None:
+    s.add_columns(m.RenderAttempt, "system")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "Tianwang tasks and IM messages (the first releases)", _spine),
     Migration(2, "image jobs: jobs, renders, requirement changes, result files, e-mail (issue 6)", _image_jobs),
     Migration(3, "designers and takeover: hand-offs, find-image index, conversation pause (issue 7)", _designers),
     Migration(4, "console: operator accounts and the audit trail (issue 8)", _console),
     Migration(5, "PostgreSQL: timestamps as double precision, not real", _double_floats),
+    Migration(6, "convention: the actor system each render attempt runs on (issue 9)", _convention),
 )
 LATEST = MIGRATIONS[-1].version
 

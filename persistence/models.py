@@ -201,6 +201,7 @@ class RenderAttempt(_Model):
     score = peewee.IntegerField(null=True)
     error = peewee.TextField(null=True)
     pid = peewee.IntegerField(default=0)
+    system = peewee.CharField(max_length=128, default="")  # the actor system (host:port) of pid; "" before issue 9
 
     class Meta:
         indexes = ((("render_id", "attempt"), True),)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from protocol.convention import SystemHealth
 from protocol.image import Analysis
 from protocol.messages import ActorHealth
 from protocol.tianwang import Action, Customer, TaskStatus, Trigger
@@ -117,6 +118,8 @@ class HealthData(_Answer):
 
     status: Literal["ok", "degraded"]
     actors: list[ActorHealth] = Field(description="Root first; empty when Root did not answer")
+    members: list[SystemHealth] = Field(default_factory=list, description="the actor systems of the convention "
+                                        "(the leader first, then its members, then those lately lost)")
 
 
 # -- operator views -----------------------------------------------------------------------------------

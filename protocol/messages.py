@@ -82,6 +82,7 @@ class ActorHealth(BaseModel):
     state: str = Field(description="running | restarting | unresponsive | stopped")
     restarts: int = 0
     detail: dict[str, Any] = Field(default_factory=dict)
+    system: str = Field(default="", description="the actor system it runs on (a convention member's id, host:port)")
 
 
 class HealthReport(_Msg):
@@ -91,6 +92,7 @@ class HealthReport(_Msg):
     request_id: int
     ok: bool = Field(description="every actor answered")
     actors: list[ActorHealth]
+    members: list[dict[str, Any]] = Field(default_factory=list, description="the convention's systems, leader first")
 
 
 class InboundItem(BaseModel):
@@ -185,6 +187,7 @@ class OperatorHandOff(_Msg):
     job_id: str
     operator: str = Field(description="the console operator who asked")
     reason: str = ""
+    reply_to: Any = Field(default=None, description="the ingress to answer (ActorAddress); None: the address book's")
 
 
 class OperatorHandOffDone(_Msg):

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+INGRESS_PROCESSES_MAX = 16  # more HTTP processes than cores only adds switching; 16 is past any shop's box
 
 
 class Settings(BaseSettings):
@@ -22,6 +23,8 @@ class Settings(BaseSettings):
     )
     HTTP_API_HOST: str = "127.0.0.1"
     HTTP_API_PORT: int = Field(default=6060, ge=0, le=65535)
+    INGRESS_PROCESSES: int = Field(default=1, ge=1, le=INGRESS_PROCESSES_MAX,
+                                   description="HTTP API processes sharing HTTP_API_PORT (SO_REUSEPORT)")
     TIANWANG_API_KEY: SecretStr | None = None
     TIANWANG_CALLBACK_URL: str | None = None
     TIANWANG_CALLBACK_SECRET: SecretStr | None = None
@@ -79,6 +82,9 @@ class Settings(BaseSettings):
         self.DATA_DIR = self.DATA_DIR.resolve()
         if not self.DATABASE_URL:
             self.DATABASE_URL = f"sqlite:///{self.DATA_DIR / 'shop.db'}"
+        if self.INGRESS_PROCESSES > 1 and self.HTTP_API_PORT == 0:
+            raise ValueError(f"INGRESS_PROCESSES={self.INGRESS_PROCESSES} needs a fixed HTTP_API_PORT: with 0 each "
+                             f"ingress process would listen on a different free port")
         if self.HTTP_API_HOST not in LOOPBACK_HOSTS and self.TIANWANG_API_KEY is None:
             raise ValueError(
                 f"HTTP_API_HOST={self.HTTP_API_HOST} is not loopback: set TIANWANG_API_KEY to serve off this host"

@@ -86,7 +86,8 @@ class PgServer:
         self.proc = subprocess.Popen(
             [str(self.bin / "postgres"), "-D", str(self.data), "-k", str(self.dir), "-p", str(self.port),
              "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "shared_buffers=64MB"],
+             "-c", "full_page_writes=off", "-c", "shared_buffers=64MB",
+             "-c", "max_connections=400"],  # one per live conversation actor (CONVERSATIONS_MAX_LIVE 200), and more
             cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **self._run_as)
         log.close()
         deadline = time.monotonic() + timeout

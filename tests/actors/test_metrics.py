@@ -133,7 +133,7 @@ def _png() -> bytes:
 
 def test_requests_are_counted_by_route_pattern_and_status_and_metrics_needs_the_key(db: Path) -> None:
     settings = Settings(_env_file=None, DATA_DIR=db, TIANWANG_API_KEY=KEY)
-    scrape, denied = asyncio.run(_requests_then_scrape(ApiState(settings, lambda item: None)))
+    scrape, denied = asyncio.run(_requests_then_scrape(ApiState(settings, lambda item: None, "ingress-2")))
     assert denied == 401
     assert value(scrape, "shop_http_requests_total", method="GET", route="/api/task/status/{task_id}",
                  status="404") == 2  # two task ids, one series: the pattern, not the path
@@ -141,6 +141,7 @@ def test_requests_are_counted_by_route_pattern_and_status_and_metrics_needs_the_
     assert value(scrape, "shop_http_requests_total", method="GET", route="/metrics", status="401") == 1
     assert value(scrape, "shop_http_requests_total", method="GET", route="unmatched", status="404") == 1
     assert value(scrape, "shop_http_request_duration_seconds_count", method="GET", route="/api/task/stats") == 1
+    assert value(scrape, "shop_ingress_requests_total", ingress="ingress-2") == 5  # which process served them
 
 
 async def _requests_then_scrape(state: ApiState) -> tuple[dict[Any, float], int]:

@@ -18,6 +18,8 @@ from tests.harness import free_port, process_group_alive, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
+PLACED = ("render_worker", "conversation")  # actors a placing actor reports besides the top-level ones
+
 
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[tuple[ActorSystem, object]]:
@@ -53,8 +55,13 @@ def _by_name(report: HealthReport) -> dict[str, object]:
 def test_every_child_is_up_and_reported(system: tuple[ActorSystem, object]) -> None:
     asys, root = system
     report = wait_for(lambda: (r := _health(asys, root)).ok and r, 20, what="all children up")
-    assert set(_by_name(report)) == {"root", "scheduler", "gateway", "conversations", "renderer", "dispatch", "ingress"}
-    assert all(a.state == "running" and a.pid for a in report.actors)
+    top = [a for a in report.actors if a.kind not in PLACED]
+    assert {a.name for a in top} == {"root", "scheduler", "gateway", "conversations", "renderer", "dispatch", "ingress"}
+    assert all(a.state == "running" and a.pid for a in top)
+    # The render workers the pool placed (all here: no member joined), and the one system of the convention.
+    workers = [a for a in report.actors if a.kind == "render_worker"]
+    assert len(workers) == 4 and {a.system for a in workers} == {a.system for a in top}
+    assert [m["role"] for m in report.members] == ["leader"]
 
 
 @pytest.mark.parametrize("victim", ["scheduler", "conversations", "ingress"])

@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.slow]
     ("conversations", "peak total PSS"),
     ("recovery", "cold start with"),
     ("render", "photo -> quote"),
+    ("convention", "ratio two/one"),
 ])
 def test_benchmark_runs(bench: str, expect: str) -> None:
     # Its own process group: on a timeout the bench and the launcher it started go together (the

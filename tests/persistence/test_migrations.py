@@ -288,6 +288,7 @@ def release6_on_postgresql(url: str) -> dict[str, list[tuple]]:
         cur.execute("DROP TABLE schemaversion, " + ", ".join(ADDED_SINCE_RELEASE6))
         cur.execute("ALTER TABLE conversation DROP COLUMN paused_until, DROP COLUMN paused_by, "
                     "DROP COLUMN pause_reason")
+        cur.execute("ALTER TABLE renderattempt DROP COLUMN system")  # added by migration 6 (issue 9)
         kept = {}
         for (table,) in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
             names = [c[1] for c in lite.execute(f'PRAGMA table_info("{table}")')]

@@ -10,6 +10,10 @@ there after the database is closed and opened again.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import random
+import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,46 @@ def receive(
 def move(task_id: str, target: TaskStatus, now: float = T0, reason: str = "", **kw: Any) -> bool:
     with atomic():
         return tasks.transition(task_id, target, reason or f"to {target.value}", now, TZ, True, **kw)
+
+
+RACE_PROCESSES = 4
+RACE_IDS = 30
+
+
+def _receive_racer(url: str, n: int, bodies: list[TaskIn], barrier: Any, out: Any) -> None:
+    try:
+        open_database(url)  # this process's own connection, as an ingress opens it after fork
+        barrier.wait(30)
+        results = tasks.receive_many(bodies, time.time(), TZ, True)
+        out.put((n, {b.task_id: {"conflict": str(r)} if isinstance(r, tasks.TaskConflict)
+                     else {"created": r.created, "answer": r.answer} for b, r in zip(bodies, results, strict=True)}))
+    except BaseException:
+        out.put((n, traceback.format_exc()))
+
+
+def race_receive(url: str, same: list[str], rival: list[str]) -> list[dict[str, dict[str, Any]]]:
+    """RACE_PROCESSES forked processes receive one batch each at once: the ids in same with one body for all, those
+    in rival with a body of each process's own (created_by "ingress N"), in a shuffled order; each one's outcomes."""
+    ctx = multiprocessing.get_context("fork")
+    barrier, out = ctx.Barrier(RACE_PROCESSES), ctx.Queue()
+    batches = []
+    for n in range(RACE_PROCESSES):
+        bodies = [task(t) for t in same] + [task(t, created_by=f"ingress {n}") for t in rival]
+        random.Random(n).shuffle(bodies)
+        batches.append(bodies)
+    procs = [ctx.Process(target=_receive_racer, args=(url, n, b, barrier, out)) for n, b in enumerate(batches)]
+    for p in procs:
+        p.start()
+    try:
+        got = [out.get(timeout=60) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+    errors = [g for _, g in got if isinstance(g, str)]
+    assert not errors, errors[0]
+    return [outcomes for _, outcomes in sorted(got, key=lambda g: g[0])]
 
 
 def history(task_id: str) -> list[tuple[str | None, str, str]]:
@@ -151,6 +195,24 @@ class TestReceive:
         results = receive(task("T1"), task("T1"))
         assert [r.created for r in results if isinstance(r, tasks.ReceiveResult)] == [True, False]
         assert Task.select().count() == 1
+
+    def test_ingress_processes_receiving_the_same_ids_at_once_agree_on_one_task_each(self, db_url: str) -> None:
+        # INGRESS_PROCESSES: each process group-commits its own batch; the same ids arrive in all of them at once.
+        same = [f"S{i:02d}" for i in range(RACE_IDS)]  # an identical body from every process
+        rival = [f"R{i:02d}" for i in range(RACE_IDS)]  # a body of its own from every process
+        outcomes = race_receive(db_url, same, rival)
+        for task_id in same:
+            answers = [o[task_id] for o in outcomes]
+            assert [a["created"] for a in answers].count(True) == 1, answers
+            assert len({json.dumps(a["answer"], sort_keys=True) for a in answers}) == 1, answers
+        for task_id in rival:
+            answers = [o[task_id] for o in outcomes]
+            winners = [i for i, a in enumerate(answers) if a.get("created")]
+            assert len(winners) == 1 and all("conflict" in a for i, a in enumerate(answers) if i != winners[0]), answers
+            assert tasks.get(task_id, TZ)["created_by"] == f"ingress {winners[0]}"  # the winner's body is stored
+        assert Task.select().count() == 2 * RACE_IDS
+        assert TaskTransition.select().count() == 2 * RACE_IDS
+        assert Outbox.select().where(Outbox.kind == "callback").count() == 2 * RACE_IDS
 
     def test_unknown_task_is_not_found(self) -> None:
         with pytest.raises(tasks.TaskNotFound):
