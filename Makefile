@@ -22,13 +22,10 @@ test: $(STAMP) pg-server
 	command -v chromium >/dev/null && ls /usr/share/fonts/truetype/wqy/wqy-microhei.ttc >/dev/null 2>&1 || \
 		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium fonts-wqy-microhei)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
-	SHOP_TEST_DB=postgresql $(BIN)/python -m pytest -q $(PG_FLOWS)
+	$(BIN)/python -m pytest -q --durations=15
 
-# The e2e flows `make test` runs a second time with the launcher on PostgreSQL (the persistence tests run on both
-# databases in the main run); `make test-pg` runs the persistence tests and every e2e test on PostgreSQL.
-PG_FLOWS := tests/e2e/test_tianwang_flow.py tests/e2e/test_image_job.py tests/e2e/test_handoff.py \
-	tests/e2e/test_human_touch.py tests/e2e/test_launcher.py tests/e2e/test_multi_ingress.py
+# The persistence tests run on both databases and the convention tests on PostgreSQL in `make test`;
+# `make test-pg` runs the persistence tests and every e2e test with the launcher on PostgreSQL.
 
 test-pg: $(STAMP) pg-server
 	SHOP_TEST_DB=postgresql $(BIN)/python -m pytest -q tests/persistence tests/e2e
