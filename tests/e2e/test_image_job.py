@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,17 @@ def images(shop: Launcher, customer_id: str) -> list[str]:
 def wait_text(shop: Launcher, customer_id: str, fragment: str, count: int = 1, timeout: float = 60) -> list[str]:
     return wait_for(lambda: len(found := [t for t in texts(shop, customer_id) if fragment in t]) >= count and found,
                     timeout, 0.1, f"{customer_id} to be told {fragment!r} ×{count}")
+
+
+def assert_told_once(shop: Launcher, customers: list[str]) -> None:
+    """Each customer got one quote and one result image, and no send_id reached the bridge twice."""
+    time.sleep(1.5)  # room for a late duplicate to show up
+    for customer in customers:
+        said = texts(shop, customer)
+        assert len([t for t in said if "元" in t]) == 1, (customer, said)
+        assert len(images(shop, customer)) == 1, (customer, shop.deliveries(customer))
+    per_send = Counter(d["send_id"] for d in shop.deliveries())
+    assert [s for s, n in per_send.items() if n > 1] == []
 
 
 def jobs_of(shop: Launcher, customer_id: str) -> list[dict[str, Any]]:
