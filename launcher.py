@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -350,7 +351,6 @@ def main() -> int:
             allowed = ",".join(filter(None, [settings.FETCH_ALLOW_HOSTS, urlsplit(sim_control).netloc]))
             settings = settings.model_copy(update={"IM_BRIDGE_URL": ws_url, "FETCH_ALLOW_HOSTS": allowed})
         import actors.root  # noqa: F401  (loaded before the fork, so every actor shares these pages)
-        from actors.metrics import ACTOR_RESTARTS
         from actors.runtime import tune_thespian
 
         tune_thespian(settings.THESPIAN_IDLE_SOCKET_MS)
@@ -363,25 +363,10 @@ def main() -> int:
             proc.kill()
         return 2
     _banner(settings, sim_control, dispatch_control, on_defaults)
-    nonce, misses = 0, 0
     try:
-        while not stop.wait(WATCH_INTERVAL_S):
-            nonce += 1
-            if healthy(system, nonce):
-                misses = 0
-                continue
-            misses += 1
-            if misses < MISSES_BEFORE_RESTART and _alive(system.admin_pid):
-                continue
-            log.error("restarting the whole actor system")
-            kill_system(system, graceful=False)
-            started = time.monotonic()
-            system = _start_with_retry(settings, log_defs, stop)
-            if system is None:
-                return 1
-            log.warning("actor system restarted in %.2fs", time.monotonic() - started)
-            ACTOR_RESTARTS.labels("system").inc()
-            misses = 0
+        system = watch(system, stop, lambda: start_system(settings, log_defs), "the whole actor system")
+        if system is None:
+            return 1
     finally:
         log.info("shutting down")
         if "system" in locals() and system is not None:
@@ -397,13 +382,42 @@ def main() -> int:
     return 0
 
 
-def _start_with_retry(settings: Settings, log_defs: dict, stop: threading.Event) -> RunningSystem | None:
+def watch(system: RunningSystem, stop: threading.Event, start: Callable[[], RunningSystem],
+          what: str) -> RunningSystem | None:
+    """Ping Root until stop; restart the system (with backoff) when it stops answering or its admin dies.
+
+    The system running when stop is set, or None if stop came while a restart was still failing.
+    """
+    nonce, misses = 0, 0
+    while not stop.wait(WATCH_INTERVAL_S):
+        nonce += 1
+        if healthy(system, nonce):
+            misses = 0
+            continue
+        misses += 1
+        if misses < MISSES_BEFORE_RESTART and _alive(system.admin_pid):
+            continue
+        log.error("restarting %s", what)
+        kill_system(system, graceful=False)
+        started = time.monotonic()
+        restarted = _start_with_retry(start, stop, what)
+        if restarted is None:
+            return None
+        system, misses = restarted, 0
+        log.warning("%s restarted in %.2fs", what, time.monotonic() - started)
+        from actors.metrics import ACTOR_RESTARTS  # imported once the metrics directory is set up
+
+        ACTOR_RESTARTS.labels("system").inc()
+    return system
+
+
+def _start_with_retry(start: Callable[[], RunningSystem], stop: threading.Event, what: str) -> RunningSystem | None:
     delay = 0.2
     while not stop.is_set():
         try:
-            return start_system(settings, log_defs)
+            return start()
         except Exception as exc:
-            log.error("actor system did not start (%s); retrying in %.1fs", exc, delay)
+            log.error("%s did not start (%s); retrying in %.1fs", what, exc, delay)
             stop.wait(delay)
             delay = min(delay * 2, 10)
     return None

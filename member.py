@@ -28,18 +28,15 @@ from pathlib import Path
 
 from actors import metrics_files, placement
 from launcher import (
-    MISSES_BEFORE_RESTART,
-    WATCH_INTERVAL_S,
     LaunchError,
     RunningSystem,
-    _alive,
     _parent_of,
     check_data_dir,
     check_port_free,
-    healthy,
     kill_system,
     load_settings,
     setup_logging,
+    watch,
 )
 from protocol.messages import Pong
 from protocol.settings import LOOPBACK_HOSTS, Settings
@@ -171,38 +168,16 @@ def run(join: str, offers_arg: str) -> int:
 
 def _watch(running: RunningSystem, settings: Settings, log_defs: dict, leader: tuple[str, int],
            offers: tuple[str, ...], system: str, stop: threading.Event) -> int:
-    nonce, misses = 0, 0
     current: RunningSystem | None = running
     try:
-        while not stop.wait(WATCH_INTERVAL_S):
-            assert current is not None
-            nonce += 1
-            if healthy(current, nonce):
-                misses = 0
-                continue
-            misses += 1
-            if misses < MISSES_BEFORE_RESTART and _alive(current.admin_pid):
-                continue
-            log.error("restarting the member's actor system")
-            kill_system(current, graceful=False)
-            current = None
-            delay = 0.2
-            while current is None and not stop.is_set():
-                try:
-                    current = start_member(settings, log_defs, leader, offers, system)
-                except Exception as exc:
-                    log.error("the member's actor system did not start (%s); retrying in %.1fs", exc, delay)
-                    stop.wait(delay)
-                    delay = min(delay * 2, 10)
-            misses = 0
-            if current is None:
-                return 1
+        current = watch(running, stop, lambda: start_member(settings, log_defs, leader, offers, system),
+                        "the member's actor system")
+        return 0 if current is not None else 1
     finally:
         log.info("leaving the convention")
         if current is not None:
             kill_system(current, graceful=True)
         log.info("stopped")
-    return 0
 
 
 def _banner(settings: Settings, leader: tuple[str, int], offers: tuple[str, ...], system: str, reachable: bool) -> None:
