@@ -66,6 +66,15 @@ def http(method: str, url: str, body: Any = None, raw: bytes | None = None, head
         return status, text
 
 
+def sigterm_and_wait(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM a process that is still running and wait up to timeout for it (the caller kills what is left)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout)
+
+
 def wait_for(predicate: Any, timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
     """Poll until predicate() is truthy; its value, or AssertionError after timeout."""
     deadline = time.monotonic() + timeout
@@ -166,11 +175,7 @@ class Launcher:
         """SIGTERM, wait; seconds it took. Kills whatever is left either way."""
         started = time.monotonic()
         try:
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
+            sigterm_and_wait(self.proc, timeout)
         finally:
             took = time.monotonic() - started
             self.kill()

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.harness import REPO, Launcher, free_port, process_group_alive, wait_for
+from tests.harness import REPO, Launcher, free_port, process_group_alive, sigterm_and_wait, wait_for
 
 
 def _die_with_parent() -> None:
@@ -96,11 +96,7 @@ class Member:
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM (it leaves the convention), wait; whatever is left is killed."""
         try:
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
+            sigterm_and_wait(self.proc, timeout)
         finally:
             self.kill()
 
