@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,28 @@ def old_db(tmp_path: Path) -> Iterator[Path]:
         yield path
     finally:
         close_database()
+
+
+def moved_to_now(path: Path) -> None:
+    """Shift every time in the database at path by one amount, so that its last transition was a minute ago.
+
+    The fixture was made on one day; its waiting task's 24-hour timeout would overtake it a day later. Moved, the
+    copy reads as a database the old release left just now, on any date, with every interval in it kept.
+    """
+    con = sqlite3.connect(path)
+    try:
+        (made,) = con.execute("SELECT MAX(at) FROM (SELECT at FROM tasktransition UNION ALL "
+                              "SELECT at FROM jobtransition)").fetchone()
+        shift = time.time() - 60 - made
+        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            times = [c[1] for c in con.execute(f'PRAGMA table_info("{table}")') if c[2] == "REAL"
+                     and c[1] != "timeout_hours"]
+            if times:
+                con.execute(f'UPDATE "{table}" SET ' + ", ".join(f'"{c}" = "{c}" + ?' for c in times),
+                            [shift] * len(times))
+        con.commit()
+    finally:
+        con.close()
 
 
 def migrate(path: Path) -> list[migrations.Applied]:
@@ -191,8 +214,9 @@ def test_the_service_runs_on_an_upgraded_database_and_backup_restore_keeps_every
     shop = Launcher(tmp_path / "shop", {"DEBOUNCE_S": "0.5", "DATABASE_URL": f"sqlite:///{tmp_path}/shop/shop.db"})
     shop.data_dir.mkdir(parents=True)
     shutil.copy(FIXTURE, shop.db_path)
+    moved_to_now(shop.db_path)
     old_columns = {t: [c[0] for c in cols] for t, (cols, _) in schema(FIXTURE).items()}
-    before = rows(FIXTURE, old_columns)
+    before = rows(shop.db_path, old_columns)
     backup = tmp_path / "saved" / "shop-backup.db"
     try:
         shop.start()
