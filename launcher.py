@@ -161,8 +161,27 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def start_standin(settings: Settings, module: str, args: list[str], what: str) -> tuple[subprocess.Popen[bytes], dict]:
-    """Start a stand-in (`python -m module`) and wait for the ready file in which it writes its URLs.
+@dataclass
+class Standin:
+    """A stand-in started as `python -m module`; it writes its URLs to a ready file once it serves."""
+
+    proc: subprocess.Popen[bytes]
+    ready: Path
+    what: str
+
+    def urls(self, timeout: float = 15) -> dict:
+        """Wait for the ready file; the URLs in it. LaunchError if the stand-in exits or is not ready in time."""
+        deadline = time.monotonic() + timeout
+        while not self.ready.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                raise LaunchError(f"the {self.what} did not start (see its output above)")
+            time.sleep(0.02)
+        return json.loads(self.ready.read_text())
+
+
+def spawn_standin(settings: Settings, module: str, args: list[str], what: str) -> Standin:
+    """Start a stand-in without waiting for it, so that it starts while the launcher loads the actors' code.
 
     Its output is not piped: the launcher runs no reader thread, since it forks the actor system.
     """
@@ -170,31 +189,23 @@ def start_standin(settings: Settings, module: str, args: list[str], what: str) -
     ready.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", module, *args, "--ready-file", str(ready)],
                             preexec_fn=_die_with_parent, cwd=Path(__file__).parent)
-    deadline = time.monotonic() + 15
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise LaunchError(f"the {what} did not start (see its output above)")
-        time.sleep(0.05)
-    return proc, json.loads(ready.read_text())
+    return Standin(proc, ready, what)
 
 
-def start_simulator(settings: Settings) -> tuple[subprocess.Popen[bytes], str, str]:
-    """Start the IM bridge simulator; its WebSocket URL and control URL."""
-    proc, urls = start_standin(settings, "standins.im_bridge", [
+def spawn_simulator(settings: Settings) -> Standin:
+    """Start the IM bridge simulator (its ready file names its WebSocket URL and control URL)."""
+    return spawn_standin(settings, "standins.im_bridge", [
         "--host", "127.0.0.1", "--ws-port", str(settings.IM_SIMULATOR_WS_PORT),
         "--http-port", str(settings.IM_SIMULATOR_HTTP_PORT),
         "--record", str(settings.DATA_DIR / "logs" / "im_bridge_frames.jsonl")], "IM bridge simulator")
-    return proc, urls["ws_url"], urls["http_url"]
 
 
-def start_dispatch_standin(settings: Settings) -> tuple[subprocess.Popen[bytes], str, str]:
-    """Start the designer dispatch stand-in (designers 橘子 and 婷婷 online); its base URL and control URL."""
-    proc, urls = start_standin(settings, "standins.dispatch_api", [
+def spawn_dispatch_standin(settings: Settings) -> Standin:
+    """Start the designer dispatch stand-in, designers 橘子 and 婷婷 online (its ready file names its URLs)."""
+    return spawn_standin(settings, "standins.dispatch_api", [
         "--host", "127.0.0.1", "--port", str(settings.DISPATCH_STANDIN_PORT),
         "--state-path", str(settings.DATA_DIR / "dispatch-standin.json")],
         "designer dispatch stand-in")
-    return proc, urls["url"], urls["control_url"]
 
 
 @dataclass
@@ -337,23 +348,30 @@ def main() -> int:
         check_port_free(settings.HTTP_API_HOST, settings.HTTP_API_PORT, "HTTP API")
         on_defaults = settings.defaults_in_use()
         sim_control = dispatch_control = None
+        dispatch = simulator = None
         if not settings.TUHUI_DISPATCH_URL:
             settings = standin_ports(settings, (("DISPATCH_STANDIN_PORT", "dispatch stand-in"),))
-            dispatch, dispatch_url, dispatch_control = start_dispatch_standin(settings)
-            standins.append(dispatch)
-            settings = settings.model_copy(update={"TUHUI_DISPATCH_URL": dispatch_url})
+            dispatch = spawn_dispatch_standin(settings)
+            standins.append(dispatch.proc)
         if not settings.IM_BRIDGE_URL:
             settings = standin_ports(settings, (("IM_SIMULATOR_WS_PORT", "IM simulator WebSocket"),
                                                 ("IM_SIMULATOR_HTTP_PORT", "IM simulator control")))
-            simulator, ws_url, sim_control = start_simulator(settings)
-            standins.append(simulator)
-            # The simulator serves the photos a person uploads on its page: the renderer may fetch them.
-            allowed = ",".join(filter(None, [settings.FETCH_ALLOW_HOSTS, urlsplit(sim_control).netloc]))
-            settings = settings.model_copy(update={"IM_BRIDGE_URL": ws_url, "FETCH_ALLOW_HOSTS": allowed})
+            simulator = spawn_simulator(settings)
+            standins.append(simulator.proc)
         import actors.root  # noqa: F401  (loaded before the fork, so every actor shares these pages)
         from actors.runtime import tune_thespian
 
         tune_thespian(settings.THESPIAN_IDLE_SOCKET_MS)
+        if dispatch is not None:
+            urls = dispatch.urls()
+            dispatch_control = urls["control_url"]
+            settings = settings.model_copy(update={"TUHUI_DISPATCH_URL": urls["url"]})
+        if simulator is not None:
+            urls = simulator.urls()
+            sim_control = urls["http_url"]
+            # The simulator serves the photos a person uploads on its page: the renderer may fetch them.
+            allowed = ",".join(filter(None, [settings.FETCH_ALLOW_HOSTS, urlsplit(sim_control).netloc]))
+            settings = settings.model_copy(update={"IM_BRIDGE_URL": urls["ws_url"], "FETCH_ALLOW_HOSTS": allowed})
 
         gc.freeze()  # forked actors share the launcher's heap pages instead of copying them
         system = start_system(settings, log_defs)

@@ -52,6 +52,7 @@ class Conversations(ServiceActor):
         self.pids: dict[str, int] = {}
         self.placed: dict[str, str] = {}  # customer → the system their (live or leaving) actor runs on
         self.last_active: dict[str, float] = {}
+        self.since: dict[str, float] = {}  # customer → when (epoch s) their live actor was created
         self.counts = {"activated": 0, "passivated": 0, "died": 0}
         self.activating: dict[str, float] = {}
         self.activation_s: deque[float] = deque(maxlen=1000)  # recent createActor → first answer times
@@ -146,6 +147,7 @@ class Conversations(ServiceActor):
             self.placed[customer_id] = system
             self.log.debug("conversation %s placed on %s", customer_id, system)
             self.live[customer_id] = address
+            self.since[customer_id] = now()
             self.counts["activated"] += 1
             self.activating[customer_id] = time.monotonic()
             # Not bounded in time: its creation on a busy member may take a while, and without it the actor is idle.
@@ -160,6 +162,7 @@ class Conversations(ServiceActor):
     def _passivate(self, customer_id: str) -> None:
         address = self.live.pop(customer_id, None)
         self.last_active.pop(customer_id, None)
+        self.since.pop(customer_id, None)
         self.pids.pop(customer_id, None)
         self.activating.pop(customer_id, None)
         if address is not None:
@@ -189,6 +192,7 @@ class Conversations(ServiceActor):
         del self.live[customer_id]
         self.pids.pop(customer_id, None)
         self.last_active.pop(customer_id, None)
+        self.since.pop(customer_id, None)
         self.activating.pop(customer_id, None)
 
     def owns(self, child: ActorAddress) -> bool:
@@ -247,7 +251,9 @@ class Conversations(ServiceActor):
         # be gone without an exit notice): replace that actor rather than keep writing to it.
         stuck_before = now() - STUCK_SWEEPS * self.settings.SWEEP_INTERVAL_S - SWEEP_GRACE_S - window
         for customer_id in {i.customer_id for i in pending if i.received_at <= stuck_before}:
-            if customer_id in self.live:
+            # An actor is judged on what it left undone in its own time: one just created (after a restart, or a
+            # replacement) gets the whole window too, or a slow start under load is replaced over and over.
+            if customer_id in self.live and self.since.get(customer_id, 0.0) <= stuck_before:
                 self.log.warning("conversation %s is not handling its messages: replacing its actor", customer_id)
                 self._passivate(customer_id)
         self._route(pending)

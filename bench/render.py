@@ -71,7 +71,7 @@ def main() -> None:
     args = parser(__doc__ or "").parse_args()
     header("bench/render.py")
     throughput(WORKERS if args.quick else WORKERS * 6)
-    quote_latency(3 if args.quick else 30)
+    quote_latency(2 if args.quick else 30)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,33 @@
-"""Session-wide test fixtures: the throwaway PostgreSQL server (tests/pg.py), started only when a test asks."""
+"""Session-wide test fixtures and the order of the run.
+
+The throwaway PostgreSQL server (tests/pg.py) is started only when a test asks. Under pytest-xdist
+(`make test` runs `-n auto --dist loadfile`) a file is the unit of work: the files whose tests start launchers
+and actor systems are handed out first, so the long ones do not end the run alone on one worker.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from tests import pg
+
+# Longest first: each starts several launchers or actor systems (a benchmark, a member, a kill under load).
+FIRST = ("tests/bench/", "tests/e2e/test_convention.py", "tests/chaos/", "tests/e2e/", "tests/actors/")
+
+
+def _rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return next((i for i, prefix in enumerate(FIRST) if path.startswith(prefix)), len(FIRST))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long files first; within a rank, the order of collection (a stable sort). Every test has its own id."""
+    for item in items:
+        # schemathesis names its tests by operation (`test_x[GET /api/…]`) but leaves them one node id, which
+        # xdist takes for one test: give each the id its name says.
+        if item.parent is not None and item.nodeid.rpartition("::")[2] != item.name:
+            item._id = item.parent.id.child(item.name)  # how pytest itself names a node
+    items.sort(key=_rank)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,26 +26,9 @@ from aiohttp import web
 from launcher import group_members as process_group_alive
 from standins.webhook_recorder import WebhookRecorder
 from tests import pg
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now, and never one this process handed out before.
-
-    The kernel may give back a port just released, so two calls in a row could otherwise
-    return the same number (seen: the admin and the HTTP API on one port).
-    """
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 def http(method: str, url: str, body: Any = None, raw: bytes | None = None, headers: dict[str, str] | None = None,

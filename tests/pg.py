@@ -14,13 +14,14 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from tests.ports import free_port
 
 SUPERUSER = "shop"
 INITDB_GLOB = "/usr/lib/postgresql/*/bin/initdb"
@@ -40,12 +41,6 @@ def bin_dir() -> Path | None:
     return Path(on_path).parent if on_path else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PgServer:
     """One postgres server in a temporary directory, on a free port of 127.0.0.1, trust auth for SUPERUSER."""
 
@@ -54,7 +49,7 @@ class PgServer:
         if found is None:
             raise PgUnavailable("PostgreSQL server binaries not installed (apt-get install postgresql)")
         self.bin = found
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="shop-pg-"))
         self.data = self.dir / "data"
         self.proc: subprocess.Popen[bytes] | None = None

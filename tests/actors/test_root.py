@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -39,7 +40,8 @@ def system(tmp_path: Path) -> Iterator[tuple[ActorSystem, object]]:
         asys.shutdown()
         if pgid is not None:
             for pid in process_group_alive(pgid):
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # it may exit between the look and the kill
+                    os.kill(pid, signal.SIGKILL)
 
 
 def _health(asys: ActorSystem, root: object) -> HealthReport:
