@@ -360,6 +360,10 @@ def main() -> int:
             standins.append(simulator.proc)
         import actors.root  # noqa: F401  (loaded before the fork, so every actor shares these pages)
         from actors.runtime import tune_thespian
+        from integrations.gemini import load_sdk
+
+        if settings.GEMINI_API_KEY:
+            load_sdk()  # google-genai, for the render workers and phrasing: loaded once, shared by every fork
 
         tune_thespian(settings.THESPIAN_IDLE_SOCKET_MS)
         if dispatch is not None:

@@ -21,6 +21,7 @@ Messages never contain the API key.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import json
@@ -28,16 +29,17 @@ import random
 import re
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types
 from pydantic import BaseModel, ValidationError
 
 from core.render_prompt import RISK_PROMPT, TEXT_DETECT_PROMPT
 from integrations.http_limits import capped_answers
 from protocol.image import RiskVerdict
+
+if TYPE_CHECKING:
+    from google.genai import errors as genai_errors
+    from google.genai import types
 
 __all__ = [
     "GeminiClient",
@@ -68,10 +70,53 @@ _BLOCK_FINISH_REASONS = frozenset({
     "RECITATION", "IMAGE_RECITATION", "MODEL_ARMOR",
 })
 
-# google-genai 3.x sends through httpx2 by default and through httpx when told to; catch both.
-_HTTP_LIBS = [importlib.import_module(name) for name in ("httpx", "httpx2") if importlib.util.find_spec(name)]
-_TIMEOUTS: tuple[type[Exception], ...] = tuple(lib.TimeoutException for lib in _HTTP_LIBS)
-_TRANSPORT: tuple[type[Exception], ...] = tuple(lib.TransportError for lib in _HTTP_LIBS)
+
+
+@functools.cache
+def load_sdk() -> Any:
+    """google-genai and the HTTP errors it raises, imported by the first client: a shop without a Gemini key never
+    loads them (half a second at every start of the launcher); the launcher loads them before it forks when keyed."""
+    from google import genai
+    from google.genai import errors, types
+
+    # google-genai 3.x sends through httpx2 by default and through httpx when told to; catch both.
+    http_libs = [importlib.import_module(name) for name in ("httpx", "httpx2") if importlib.util.find_spec(name)]
+    return _Sdk(genai, types, errors, tuple(lib.TimeoutException for lib in http_libs),
+                tuple(lib.TransportError for lib in http_libs))
+
+
+class _Sdk:
+    """What the client uses of google-genai (see :func:`load_sdk`)."""
+
+    def __init__(self, genai: Any, types: Any, errors: Any, timeouts: tuple[type[Exception], ...],
+                 transport: tuple[type[Exception], ...]) -> None:
+        self.genai, self.types, self.errors, self.timeouts, self.transport = genai, types, errors, timeouts, transport
+        t = types
+        self.quality_schema = t.Schema(
+            type=t.Type.OBJECT,
+            properties={
+                "score": t.Schema(type=t.Type.INTEGER, minimum=0, maximum=100, description="0 bad … 100 perfect"),
+                "reason": t.Schema(type=t.Type.STRING, description="one short sentence"),
+            },
+            required=["score", "reason"],
+        )
+        self.text_schema = t.Schema(
+            type=t.Type.OBJECT,
+            properties={
+                "has_text": t.Schema(type=t.Type.BOOLEAN),
+                "text": t.Schema(type=t.Type.STRING, description="the text as written, empty when none"),
+            },
+            required=["has_text", "text"],
+        )
+        self.risk_schema = t.Schema(
+            type=t.Type.OBJECT,
+            properties={
+                "risk_verdict": t.Schema(type=t.Type.STRING, enum=[v.value for v in RiskVerdict],
+                                         description="accept | human | decline"),
+                "risk_reason": t.Schema(type=t.Type.STRING, description="why, in short Chinese"),
+            },
+            required=["risk_verdict", "risk_reason"],
+        )
 
 
 class GeminiError(Exception):
@@ -200,34 +245,6 @@ class _RiskFound(BaseModel):
     risk_reason: str
 
 
-_QUALITY_SCHEMA = types.Schema(
-    type=types.Type.OBJECT,
-    properties={
-        "score": types.Schema(type=types.Type.INTEGER, minimum=0, maximum=100, description="0 bad … 100 perfect"),
-        "reason": types.Schema(type=types.Type.STRING, description="one short sentence"),
-    },
-    required=["score", "reason"],
-)
-_TEXT_SCHEMA = types.Schema(
-    type=types.Type.OBJECT,
-    properties={
-        "has_text": types.Schema(type=types.Type.BOOLEAN),
-        "text": types.Schema(type=types.Type.STRING, description="the text as written, empty when none"),
-    },
-    required=["has_text", "text"],
-)
-
-_RISK_SCHEMA = types.Schema(
-    type=types.Type.OBJECT,
-    properties={
-        "risk_verdict": types.Schema(type=types.Type.STRING, enum=[v.value for v in RiskVerdict],
-                                     description="accept | human | decline"),
-        "risk_reason": types.Schema(type=types.Type.STRING, description="why, in short Chinese"),
-    },
-    required=["risk_verdict", "risk_reason"],
-)
-
-
 class GeminiClient:
     """The shop's calls to Gemini, one HTTP request each (no retries inside; see :func:`with_retries`)."""
 
@@ -248,7 +265,9 @@ class GeminiClient:
         self._key = api_key.strip()
         self.image_model = image_model
         self.text_model = text_model
-        self._client = genai.Client(
+        self._sdk = sdk = load_sdk()
+        types = sdk.types
+        self._client = sdk.genai.Client(
             api_key=self._key,
             vertexai=False,  # not GOOGLE_GENAI_USE_VERTEXAI from the environment
             http_options=types.HttpOptions(
@@ -274,6 +293,7 @@ class GeminiClient:
 
         ``render_key`` goes out as the ``x-render-key`` header so repeats of one render can be told apart.
         """
+        types = self._sdk.types
         config = types.GenerateContentConfig(
             response_modalities=["TEXT", "IMAGE"],
             image_config=types.ImageConfig(aspect_ratio=aspect_ratio),
@@ -294,34 +314,35 @@ class GeminiClient:
 
         ``mime`` is the original's media type and, unless ``result_mime`` says otherwise, the result's.
         """
+        part = self._sdk.types.Part
         answer = self._structured(
-            [prompt, types.Part.from_bytes(data=original, mime_type=mime),
-             types.Part.from_bytes(data=result, mime_type=result_mime or mime)],
-            _QUALITY_SCHEMA, _Quality,
+            [prompt, part.from_bytes(data=original, mime_type=mime),
+             part.from_bytes(data=result, mime_type=result_mime or mime)],
+            self._sdk.quality_schema, _Quality,
         )
         return max(0, min(100, round(answer.score))), answer.reason
 
     def detect_text(self, image: bytes, mime: str) -> tuple[bool, str]:
         """Whether ``image`` shows text, and the text."""
-        answer = self._structured([TEXT_DETECT_PROMPT, types.Part.from_bytes(data=image, mime_type=mime)],
-                                  _TEXT_SCHEMA, _TextFound)
+        answer = self._structured([TEXT_DETECT_PROMPT, self._sdk.types.Part.from_bytes(data=image, mime_type=mime)],
+                                  self._sdk.text_schema, _TextFound)
         return answer.has_text, answer.text
 
     def assess_risk(self, image: bytes, mime: str) -> tuple[RiskVerdict, str]:
         """The vision model's risk verdict on a customer's photo, and why."""
-        answer = self._structured([RISK_PROMPT, types.Part.from_bytes(data=image, mime_type=mime)],
-                                  _RISK_SCHEMA, _RiskFound)
+        answer = self._structured([RISK_PROMPT, self._sdk.types.Part.from_bytes(data=image, mime_type=mime)],
+                                  self._sdk.risk_schema, _RiskFound)
         return answer.risk_verdict, answer.risk_reason
 
     def phrase(self, prompt: str) -> str:
         """The text model's plain-text answer to ``prompt``."""
-        text = _text(_parts(self._generate(self.text_model, [prompt], types.GenerateContentConfig())))
+        text = _text(_parts(self._generate(self.text_model, [prompt], self._sdk.types.GenerateContentConfig())))
         if not text.strip():
             raise MalformedResponse(f"{self.text_model} answered without text")
         return text.strip()
 
     def _structured(self, contents: list[Any], schema: types.Schema, model: type[_M]) -> _M:
-        config = types.GenerateContentConfig(response_mime_type="application/json", response_schema=schema)
+        config = self._sdk.types.GenerateContentConfig(response_mime_type="application/json", response_schema=schema)
         text = _text(_parts(self._generate(self.text_model, contents, config)))
         try:
             return model.model_validate_json(text)
@@ -332,15 +353,16 @@ class GeminiClient:
                   config: types.GenerateContentConfig) -> types.GenerateContentResponse:
         """One request; every failure turned into a :class:`GeminiError`."""
         # `from None` throughout: the SDK's and httpx's errors hold the HTTP request, whose headers hold the key.
+        sdk = self._sdk
         try:
             response = self._client.models.generate_content(model=model, contents=contents, config=config)
-        except genai_errors.APIError as exc:
+        except sdk.errors.APIError as exc:
             raise self._api_error(exc) from None
         except (json.JSONDecodeError, ValidationError):
             raise MalformedResponse(f"{model} answered 200 with a body that is not a response") from None
-        except _TIMEOUTS as exc:
+        except sdk.timeouts as exc:
             raise GeminiTimeout(f"{model} did not answer in time ({self._describe(exc)})") from None
-        except _TRANSPORT as exc:
+        except sdk.transport as exc:
             raise Unreachable(f"{model} unreachable ({self._describe(exc)})") from None
         _check_blocked(response, model)
         return response
