@@ -360,8 +360,10 @@ def main() -> int:
             standins.append(simulator.proc)
         import actors.root  # noqa: F401  (loaded before the fork, so every actor shares these pages)
         from actors.runtime import tune_thespian
+        from imaging import ocr
         from integrations.gemini import load_sdk
 
+        ocr.preload()
         if settings.GEMINI_API_KEY:
             load_sdk()  # google-genai, for the render workers and phrasing: loaded once, shared by every fork
 
