@@ -26,7 +26,7 @@ from bench.common import header, parser
 from standins.fake_gemini import FakeGemini, FaultSpec
 from tests import pg
 from tests.e2e.test_image_job import ASK_EMAIL, pay, send_photo, texts
-from tests.harness import Launcher, photo_png, wait_for
+from tests.harness import HEALTH_POLL_S, Launcher, photo_png, wait_for
 from tests.member import Member
 
 LATENCY_S = 0.5
@@ -70,7 +70,7 @@ class Convention:
         member = Member(self.leader, {"RENDER_CONCURRENCY": str(WORKERS)})
         self.members.append(member)
         member.start()
-        wait_for(lambda: self.workers_on(member.system), 60, 0.1, "the render workers on the member")
+        wait_for(lambda: self.workers_on(member.system), 60, HEALTH_POLL_S, "the render workers on the member")
         return member
 
     def workers_on(self, system: str) -> bool:

@@ -31,6 +31,11 @@ from tests.ports import free_port
 REPO = Path(__file__).resolve().parent.parent
 
 
+# One /api/health costs ~35 ms of CPU across the system's processes (Root asks every actor for its report):
+# tests ask it a few times a second at most, or their polling alone keeps a core busy.
+HEALTH_POLL_S = 0.25
+
+
 def http(method: str, url: str, body: Any = None, raw: bytes | None = None, headers: dict[str, str] | None = None,
          timeout: float = 10.0) -> tuple[int, Any]:
     """One HTTP request; (status, parsed JSON body or text)."""
@@ -146,7 +151,7 @@ class Launcher:
                 return h
             return None
 
-        return wait_for(ok, timeout, 0.1, "every actor running")
+        return wait_for(ok, timeout, HEALTH_POLL_S, "every actor running")
 
     def pid_of(self, name: str) -> int:
         """Current pid of the actor with this name (from /api/health)."""

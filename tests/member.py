@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.harness import REPO, Launcher, free_port, process_group_alive, sigterm_and_wait, wait_for
+from tests.harness import HEALTH_POLL_S, REPO, Launcher, free_port, process_group_alive, sigterm_and_wait, wait_for
 
 
 def _die_with_parent() -> None:
@@ -80,7 +80,7 @@ class Member:
                 return view
             return None
 
-        return wait_for(alive, timeout, 0.1, f"member {self.system} alive")
+        return wait_for(alive, timeout, HEALTH_POLL_S, f"member {self.system} alive")
 
     def kill(self) -> float:
         """SIGKILL every process of the member at once, as if its host died; the time it happened."""

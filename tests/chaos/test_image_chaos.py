@@ -19,7 +19,7 @@ import pytest
 
 from standins.fake_gemini import FakeGemini, FaultSpec
 from tests.e2e.test_image_job import ASK_EMAIL, assert_told_once, jobs_of, pay, send_photo, wait_text
-from tests.harness import Launcher, photo_png, wait_for
+from tests.harness import HEALTH_POLL_S, Launcher, photo_png, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -136,7 +136,7 @@ def test_kills_during_image_jobs_lose_nothing_and_repeat_no_paid_render(shop: La
     # and the new pool does not hand those renders out again while their worker lives.
     wait_for(lambda: _stored(shop, under_way), 30, 0.02, "the renders under way stored")
     recovery["renderer pool"] = time.time() - killed.at
-    wait_for(lambda: _actor_pid(shop, "renderer") not in (None, old_pool), 30, 0.05, "the new pool in health")
+    wait_for(lambda: _actor_pid(shop, "renderer") not in (None, old_pool), 30, HEALTH_POLL_S, "the new pool in health")
 
     # Every paid job ends awaiting confirmation, each customer told once and shown one result.
     for customer in CUSTOMERS:

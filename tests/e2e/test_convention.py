@@ -26,7 +26,7 @@ import pytest
 from standins.fake_gemini import FakeGemini, FaultSpec
 from tests import pg
 from tests.e2e.test_image_job import ASK_EMAIL, assert_told_once, jobs_of, pay, send_photo, texts, wait_text
-from tests.harness import REPO, Launcher, photo_png, process_group_alive, wait_for
+from tests.harness import HEALTH_POLL_S, REPO, Launcher, photo_png, process_group_alive, wait_for
 from tests.member import Member
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -143,7 +143,7 @@ def test_member_takes_the_work_and_the_leader_takes_it_back_when_the_member_dies
     first = Member(shop, {"RENDER_CONCURRENCY": "3"})
     members.append(first)
     view = first.start().wait_alive()
-    wait_for(lambda: _workers_on(shop, first.system), 20, 0.1, "the render workers moved to the member")
+    wait_for(lambda: _workers_on(shop, first.system), 20, HEALTH_POLL_S, "the render workers moved to the member")
 
     # While the member lives, conversations and renders run there: in its process group, on its system.
     photos = {f"cv_{i}": photo_png(seed=60 + i, size=(360, 270)) for i in range(10)}
@@ -165,7 +165,7 @@ def test_member_takes_the_work_and_the_leader_takes_it_back_when_the_member_dies
     chatter = Chatter(shop, chatters, 0.15)
     chatter.start()
     _quoted_on_member(shop, first, paid, photos)
-    wait_for(lambda: all(_system_of(shop, f"conversation:{c}") == first.system for c in chatters), 20, 0.1,
+    wait_for(lambda: all(_system_of(shop, f"conversation:{c}") == first.system for c in chatters), 20, HEALTH_POLL_S,
              "the chatters' conversations on the member")
     for customer in paid:
         pay(shop, customer)
@@ -184,7 +184,7 @@ def test_member_takes_the_work_and_the_leader_takes_it_back_when_the_member_dies
     replied_at = wait_for(lambda: chatter.answered_after(victim, asked_at), 30, 0.02, "the leader's answer")
     failover = replied_at - killed_at
     leader_system = f"127.0.0.1:{shop.admin_port}"
-    wait_for(lambda: _system_of(shop, f"conversation:{victim}") == leader_system, 10, 0.1,
+    wait_for(lambda: _system_of(shop, f"conversation:{victim}") == leader_system, 10, HEALTH_POLL_S,
              "the victim's conversation listed on the leader")
     time.sleep(2)  # the flow goes on, served by the leader
     chatter.halt.set()
@@ -231,7 +231,7 @@ def test_member_takes_the_work_and_the_leader_takes_it_back_when_the_member_dies
     second = Member(shop, {"RENDER_CONCURRENCY": "2"})
     members.append(second)
     second.start()
-    wait_for(lambda: _workers_on(shop, second.system), 30, 0.1, "the render workers moved to the new member")
+    wait_for(lambda: _workers_on(shop, second.system), 30, HEALTH_POLL_S, "the render workers moved to the new member")
     late = ["cv_8", "cv_9"]
     _quoted_on_member(shop, second, late, photos)
     for customer in late:
@@ -281,7 +281,7 @@ def test_a_frozen_member_holds_up_nothing_and_its_old_actors_go_when_it_thaws(
             os.killpg(pgid, signal.SIGCONT)
 
     # Thawed: it joins again, its old conversation actors stop, and new customers go to it.
-    wait_for(lambda: (v := member.view()) is not None and v["state"] == "alive", 30, 0.1, "the member back")
+    wait_for(lambda: (v := member.view()) is not None and v["state"] == "alive", 30, HEALTH_POLL_S, "the member back")
     wait_for(lambda: not [p for p in hosted if Path(f"/proc/{p}").exists()], 30, 0.2, "the old actors gone")
     shop.customer_says("fz_new", "text", "有原图吗")
     wait_for(lambda: texts(shop, "fz_new"), 30, 0.1, "the new customer answered")
@@ -296,7 +296,7 @@ def test_a_member_that_does_not_share_data_dir_takes_no_work(leader: Launcher, m
     member = Member(leader, {"DATA_DIR": str(tmp_path / "not-shared")})
     members.append(member)
     member.start(wait=False)
-    view = wait_for(lambda: (v := member.view()) is not None and v["state"] == "unusable" and v, 40, 0.1,
+    view = wait_for(lambda: (v := member.view()) is not None and v["state"] == "unusable" and v, 40, HEALTH_POLL_S,
                     "the member reported unusable")
     assert "DATA_DIR" in view["problem"] and str(leader.data_dir) in view["problem"]
     leader.customer_says("nd_1", "text", "有原图吗")
@@ -338,7 +338,7 @@ def test_members_rejoin_a_restarted_leader_and_drop_what_the_old_one_placed(lead
     # An actor just placed reports its pid a moment later.
     placed = wait_for(lambda: None not in (pids := {a["pid"] for a in _actors(leader, "conversation")
                                                     + _actors(leader, "render_worker")}) and pids,
-                      10, 0.1, "the placed actors' pids")
+                      10, HEALTH_POLL_S, "the placed actors' pids")
     assert {os.getpgid(p) for p in placed} == {view["pgid"]}
 
     root = leader.pid_of("root")
