@@ -148,7 +148,7 @@ def main() -> None:
     """Run every measurement, one system then two, and print the figures and the ratios."""
     args = parser(__doc__.splitlines()[0]).parse_args()
     # Fewer customers than CONVERSATIONS_MAX_LIVE (200): activations and answers, no passivation in the way.
-    customers, jobs, rounds = (10, WORKERS, 1) if args.quick else (150, WORKERS * 6, 5)
+    customers, jobs, rounds = (6, 2, 1) if args.quick else (150, WORKERS * 6, 5)
     header("bench/convention.py")
     figures: dict[int, tuple[float, float]] = {}
     kills: list[tuple[float, float]] = []

@@ -104,9 +104,9 @@ def consumed(shop: Any, prefix: str) -> dict[str, float]:
 
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
-    customers = 50 if args.quick else 500
-    burst = 200 if args.quick else 3000
-    steady_rate, steady_s = (100, 1.0) if args.quick else (200, 10.0)
+    customers = 20 if args.quick else 500
+    burst = 100 if args.quick else 3000
+    steady_rate, steady_s = (100, 0.5) if args.quick else (200, 10.0)
     header("bench/gateway.py")
 
     base = raw_fanout(burst, customers)

@@ -135,7 +135,7 @@ def _scheduler_waiting(shop: Launcher) -> int:
 
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
-    rounds, open_tasks = (1, 100) if args.quick else (50, 10_000)
+    rounds, open_tasks = (1, 50) if args.quick else (50, 10_000)
     header("bench/recovery.py")
     shop = launcher()
     load = LightLoad(shop)

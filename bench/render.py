@@ -70,7 +70,7 @@ def main() -> None:
     """Run both measurements."""
     args = parser(__doc__ or "").parse_args()
     header("bench/render.py")
-    throughput(WORKERS if args.quick else WORKERS * 6)
+    throughput(2 if args.quick else WORKERS * 6)
     quote_latency(2 if args.quick else 30)
 
 
