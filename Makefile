@@ -33,7 +33,10 @@ test: $(STAMP) pg-server
 CLOCK_SHIFT_DAYS ?= 365
 
 test-ahead: $(STAMP) pg-server
+	@# time-machine is imported before pytest starts here, so pytest cannot rewrite it as a plugin: that it says so
+	@# is expected (and only that warning is silenced).
 	SHOP_TEST_CLOCK_SHIFT_DAYS=$(CLOCK_SHIFT_DAYS) PYTHONPATH=$(CURDIR)/tests/clock $(BIN)/python -m pytest -q \
+		-W "ignore:Module already imported so cannot be rewritten; time_machine" \
 		-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The persistence tests run on both databases and the convention tests on PostgreSQL in `make test`;
