@@ -71,7 +71,6 @@ _BLOCK_FINISH_REASONS = frozenset({
 })
 
 
-
 @functools.cache
 def load_sdk() -> Any:
     """google-genai and the HTTP errors it raises, imported by the first client: a shop without a Gemini key never
