@@ -5,6 +5,8 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Most tests wait on timers and launchers rather than compute: more workers than the 2 cores keep both busy.
 TEST_WORKERS ?= 4
+# A test file to a worker (its module fixtures stay one), the long files first (tests/conftest.py).
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: run test test-ahead test-pg pg-server lint bench clean
 
@@ -24,9 +26,8 @@ test: $(STAMP) pg-server
 	command -v chromium >/dev/null && ls /usr/share/fonts/truetype/wqy/wqy-microhei.ttc >/dev/null 2>&1 || \
 		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium fonts-wqy-microhei)
 	$(BIN)/ruff check .
-	@# In parallel, a test file to a worker (its module fixtures stay one), the long files first (tests/conftest.py).
-	@started=$$(date +%s); $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
-		--durations=15; status=$$?; echo "make test: the suite took $$(( $$(date +%s) - started )) s"; exit $$status
+	@started=$$(date +%s); $(BIN)/python -m pytest -q $(PARALLEL) --durations=15; status=$$?; \
+		echo "make test: the suite took $$(( $$(date +%s) - started )) s"; exit $$status
 
 # The whole suite with every process's wall clock a year ahead (tests/clock/sitecustomize.py): what the calendar
 # would break shows now. CLOCK_SHIFT_DAYS=… moves it by another amount.
@@ -37,7 +38,7 @@ test-ahead: $(STAMP) pg-server
 	@# is expected (and only that warning is silenced).
 	SHOP_TEST_CLOCK_SHIFT_DAYS=$(CLOCK_SHIFT_DAYS) PYTHONPATH=$(CURDIR)/tests/clock $(BIN)/python -m pytest -q \
 		-W "ignore:Module already imported so cannot be rewritten; time_machine" \
-		-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+		$(PARALLEL)
 
 # The persistence tests run on both databases and the convention tests on PostgreSQL in `make test`;
 # `make test-pg` runs the persistence tests and every e2e test with the launcher on PostgreSQL.

@@ -1,7 +1,7 @@
 """Session-wide test fixtures and the order of the run.
 
 The throwaway PostgreSQL server (tests/pg.py) is started only when a test asks. Under pytest-xdist
-(`make test` runs `-n auto --dist loadfile`) a file is the unit of work: the files whose tests start launchers
+(`make test` runs `-n 4 --dist loadfile`) a file is the unit of work: the files whose tests start launchers
 and actor systems are handed out first, so the long ones do not end the run alone on one worker.
 """
 

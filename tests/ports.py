@@ -21,11 +21,12 @@ def _ephemeral_floor() -> int:
 # each worker walks its own residue class, so two workers never hand out the same port; a random start keeps two
 # test runs on one machine apart.
 PORT_FLOOR = 10000
+EPHEMERAL_FLOOR = _ephemeral_floor()
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 _stride = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 _ports = iter(range(PORT_FLOOR + int(_worker.removeprefix("gw") or 0)
-                    + _stride * random.randrange((_ephemeral_floor() - PORT_FLOOR) // _stride // 2),
-                    _ephemeral_floor(), _stride))
+                    + _stride * random.randrange((EPHEMERAL_FLOOR - PORT_FLOOR) // _stride // 2),
+                    EPHEMERAL_FLOOR, _stride))
 
 
 def free_port() -> int:
@@ -41,4 +42,4 @@ def free_port() -> int:
             except OSError:
                 continue
         return port
-    raise RuntimeError(f"no free test port left below {_ephemeral_floor()}")
+    raise RuntimeError(f"no free test port left below {EPHEMERAL_FLOOR}")
