@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	@# pip compiles what it installs one file at a time; compileall does it on every core (half the wait).
 	$(BIN)/pip install --quiet --no-compile -e '.[test]'
 	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') >/dev/null
+	$(BIN)/python -m imaging.cutout_weights
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -57,7 +58,7 @@ pg-server:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-BENCHES := ingress gateway conversations recovery render convention
+BENCHES := ingress gateway conversations recovery render operations convention
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; echo; done

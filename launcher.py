@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from actors import metrics_files, placement
 from core import redaction
+from imaging import cutout_weights
 from protocol.messages import Ping, Pong, StartSystem
 from protocol.settings import Settings
 
@@ -360,10 +361,11 @@ def main() -> int:
             standins.append(simulator.proc)
         import actors.root  # noqa: F401  (loaded before the fork, so every actor shares these pages)
         from actors.runtime import tune_thespian
-        from imaging import ocr
+        from imaging import cutout, ocr
         from integrations.gemini import load_sdk
 
         ocr.preload()
+        cutout.preload()
         if settings.GEMINI_API_KEY:
             load_sdk()  # google-genai, for the render workers and phrasing: loaded once, shared by every fork
 
@@ -458,9 +460,14 @@ def _banner(settings: Settings, sim_control: str | None, dispatch_control: str |
     ]
     if sim_control:
         lines.append(f"  play customer  {sim_control}/  (IM bridge simulator: send a photo, pay, get the result)")
-    renderer = f"Gemini {settings.GEMINI_IMAGE_MODEL}" if settings.GEMINI_API_KEY else "local renderer"
+    renderer = (f"Gemini {settings.GEMINI_IMAGE_MODEL} + local finishing" if settings.GEMINI_API_KEY
+                else "local renderer")
     lines.append(f"  image jobs     {'on' if settings.IMAGE_MODULE_ENABLED else 'paused (payments go to staff)'}; "
                  f"{renderer}, {settings.RENDER_CONCURRENCY} workers; results at {settings.public_base_url}/files/")
+    weights = cutout_weights.weights_path()
+    lines.append(f"  cut-outs       U²-Net on the CPU ({weights})" if weights.is_file() else
+                 f"  cut-outs       MISSING {weights}: run `python -m imaging.cutout_weights`; until then cut-out "
+                 "and layered orders fail their render and go to a designer")
     mail = (f"SMTP {settings.SMTP_HOST}:{settings.SMTP_PORT}" if settings.SMTP_HOST
             else f"files under {settings.DATA_DIR / 'outbox-mail'}")
     lines.append(f"  result e-mail  {mail}")

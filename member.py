@@ -151,10 +151,11 @@ def run(join: str, offers_arg: str) -> int:
         import actors.conversation  # noqa: F401  (loaded before the fork: the actors placed here share it)
         import actors.render_worker  # noqa: F401
         from actors.runtime import tune_thespian
-        from imaging import ocr
+        from imaging import cutout, ocr
         from integrations.gemini import load_sdk
 
         ocr.preload()
+        cutout.preload()
         if settings.GEMINI_API_KEY:
             load_sdk()  # google-genai, for the render workers placed here: loaded once, shared by every fork
 

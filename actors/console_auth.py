@@ -103,13 +103,14 @@ def load_secret(settings: Settings) -> bytes:
     if settings.CONSOLE_SECRET is not None:
         return settings.CONSOLE_SECRET.get_secret_value().encode()
     path = settings.DATA_DIR / "console-secret"
+    damaged = True
     try:
         key = bytes.fromhex(path.read_text().strip())
         if len(key) == 32:
             return key
         log.warning("%s is damaged: a new console secret is made (every session ends)", path)
     except FileNotFoundError:
-        pass
+        damaged = False
     except ValueError:
         log.warning("%s is damaged: a new console secret is made (every session ends)", path)
     tmp = path.with_name(f".console-secret.{os.getpid()}")
@@ -118,9 +119,10 @@ def load_secret(settings: Settings) -> bytes:
         f.write(secrets.token_hex(32))
         f.flush()
         os.fsync(f.fileno())
-    if path.exists():
-        os.replace(tmp, path)  # the damaged one
+    if damaged:
+        os.replace(tmp, path)
     else:
+        # Two ingress processes starting together both find no file: the first link wins, the other reads it.
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)  # never replaces a key another process made meanwhile
         tmp.unlink()

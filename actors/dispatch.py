@@ -281,6 +281,7 @@ def _markdown(p: dict[str, Any]) -> str:
 
 _EVENT_TITLES = {
     "mail_failed": "邮件发送失败",
+    "qa_failed": "质检没过,结果已发客户,请检查",
     "dispatch_new": "新派单",
     "dispatch_queued": "派单排队中(没有设计师在线)",
     "dispatch_failing": "派单系统连不上",

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from actors.metrics_files import ENV
 from integrations import gemini
 from persistence import figures
-from protocol.image import JobState, RiskVerdict
+from protocol.image import JobState, Operation, RiskVerdict
 from protocol.tianwang import TaskStatus
 
 log = logging.getLogger("shop.metrics")
@@ -141,6 +141,15 @@ class DatabaseCollector(Collector):
             for outcome in ("done", "failed"):
                 attempts.add_metric([source, outcome], f.render_attempts.get((source, outcome), 0))
         yield attempts
+        calls = CounterMetricFamily("shop_image_model_calls", "Image-model calls answered with an image (billed), "
+                                    "by operation; the total is their sum", labels=["operation"])
+        for op in Operation:
+            calls.add_metric([op.value], f.image_model_calls.get(op.value, 0))
+        yield calls
+        total = CounterMetricFamily("shop_image_model_calls_all", "Image-model calls answered with an image, all "
+                                    "operations")
+        total.add_metric([], sum(f.image_model_calls.values()))
+        yield total
         created = CounterMetricFamily("shop_handoffs", "Hand-offs to designers created (one dispatch task each), "
                                       "by rule", labels=["rule"])
         for rule, count in sorted(f.handoffs_by_rule.items()):

@@ -6,6 +6,7 @@ preceded by a recorded attempt, and a stored result is reused instead of asked f
 
 from __future__ import annotations
 
+import io
 import logging
 import mimetypes
 import os
@@ -14,19 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from actors import placement
 from actors.metrics import MeteredGeminiClient
 from core import risk
 from core.render_prompt import qa_prompt, render_prompt
+from core.render_spec import render_spec
+from imaging import contract, pipeline
 from imaging.analysis import analyze
 from imaging.fetch import FetchError, fetch_image
 from imaging.limits import check_image_bytes
-from imaging.local_renderer import render_local
 from imaging.quality import score_result
 from integrations.gemini import GeminiClient, GeminiError, SafetyBlocked, with_retries
 from persistence import image_index, jobs
 from persistence.db import atomic
-from protocol.image import Analysis, Operation
+from protocol.image import Analysis, RenderRequest, RenderSpec
 from protocol.settings import Settings
 
 log = logging.getLogger("shop.render_worker")
@@ -111,76 +115,106 @@ class _Result:
     score: int
 
 
+class _Broken(Exception):
+    """An attempt whose file broke the order's contract: it counts as failed and is re-rendered."""
+
+
 def render_job(settings: Settings, key: str, payload: dict[str, Any], gemini: GeminiClient | None) -> Outcome:
-    """Render, quality-check and re-render up to RENDER_MAX_ATTEMPTS; leave `render_done` or `render_failed`."""
-    job_id, render_id = payload["job_id"], payload["render_id"]
-    source = Path(payload["source_path"] or "")
+    """Render, check the deliverable's contract, quality-check and re-render up to RENDER_MAX_ATTEMPTS; leave
+    `render_done` (the best result) or `render_failed`."""
+    request = RenderRequest.model_validate(payload)
+    source = Path(request.source_path or "")
     if not source.is_file():
         return _failed(key, payload, "the customer's photo is not on record", "error")
     out_dir = settings.DATA_DIR / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
-    operation = Operation(payload["operation"])
-    notes, revision_notes = tuple(payload["notes"]), tuple(payload["revision_notes"])
-    prompt = render_prompt(operation, payload["aspect_ratio"], payload["perspective_fix"], notes, revision_notes)
-    done = jobs.attempts(render_id)
+    photo = pipeline.load_photo(source)
+    spec = render_spec(request, pipeline.measure(photo), keyed=gemini is not None)
+    done = jobs.attempts(request.render_id)
     best: _Result | None = None
+    broken: list[str] = []
     for n in range(1, settings.RENDER_MAX_ATTEMPTS + 1):
         stored = done.get(n)
         if stored is not None and stored.status == "done" and stored.path and Path(stored.path).exists():
             result = _Result(n, stored.path, stored.preview_path, stored.mime, stored.score or 0)
+        elif stored is not None and stored.status == "failed" and (stored.error or "").startswith(CONTRACT):
+            broken.append(stored.error or "")
+            continue
         else:
-            jobs.start_attempt(render_id, n, "gemini" if gemini else "local", os.getpid(), time.time(),
-                               system=placement.this_system())
+            jobs.start_attempt(request.render_id, n, "gemini" if spec.model_ratio else "local", os.getpid(),
+                               time.time(), system=placement.this_system(), operation=spec.operation.value)
             try:
-                result = _attempt(gemini, source, operation, out_dir, f"{render_id}-{n}", prompt, payload, n)
+                result = _attempt(gemini, source, photo, spec, request, out_dir, n)
+            except _Broken as exc:
+                log.warning("job %s: attempt %d broke the order's contract: %s", request.job_id, n, exc)
+                jobs.finish_attempt(request.render_id, n, time.time(), error=f"{CONTRACT}{exc}")
+                broken.append(str(exc))
+                continue
             except SafetyBlocked as exc:
-                jobs.finish_attempt(render_id, n, time.time(), error=f"safety: {exc}")
+                jobs.finish_attempt(request.render_id, n, time.time(), error=f"safety: {exc}")
                 return _failed(key, payload, f"blocked by the model's safety filter: {exc}", "safety")
             except GeminiError as exc:
-                jobs.finish_attempt(render_id, n, time.time(), error=f"{type(exc).__name__}: {exc}")
+                jobs.finish_attempt(request.render_id, n, time.time(), error=f"{type(exc).__name__}: {exc}")
                 return _failed(key, payload, f"Gemini failed after {GEMINI_TRIES} tries: {type(exc).__name__}",
                                "exhausted")
             except Exception as exc:
-                log.exception("job %s: render attempt %d failed", job_id, n)
-                jobs.finish_attempt(render_id, n, time.time(), error=f"{type(exc).__name__}: {exc}")
+                log.exception("job %s: render attempt %d failed", request.job_id, n)
+                jobs.finish_attempt(request.render_id, n, time.time(), error=f"{type(exc).__name__}: {exc}")
                 return _failed(key, payload, f"the renderer failed: {type(exc).__name__}", "error")
-            jobs.finish_attempt(render_id, n, time.time(), path=result.path, preview_path=result.preview_path,
+            jobs.finish_attempt(request.render_id, n, time.time(), path=result.path, preview_path=result.preview_path,
                                 mime=result.mime, score=result.score)
         if best is None or result.score > best.score:
             best = result
         if result.score >= settings.QA_THRESHOLD:
             break
-        log.info("job %s: attempt %d scored %d (< %d)", job_id, n, result.score, settings.QA_THRESHOLD)
-    assert best is not None
+        log.info("job %s: attempt %d scored %d (< %d)", request.job_id, n, result.score, settings.QA_THRESHOLD)
+    if best is None:
+        return _failed(key, payload, f"no attempt made the file the order names: {broken[-1]}", "contract")
     return _done(settings, key, payload, best)
 
 
-def _attempt(gemini: GeminiClient | None, source: Path, operation: Operation, out_dir: Path, stem: str, prompt: str,
-             payload: dict[str, Any], n: int) -> _Result:
-    if gemini is None:
-        notes = tuple(payload["notes"]) + tuple(payload["revision_notes"])
-        local = render_local(source, operation, out_dir, stem, notes, payload["aspect_ratio"],
-                             payload["perspective_fix"])
-        score = score_result(source, Path(local.preview_path), operation)
-        return _Result(n, str(local.path), str(local.preview_path), local.mime, score)
-    mime = mimetypes.guess_type(source.name)[0] or "image/png"
-    original = source.read_bytes()
-    image, out_mime = with_retries(lambda: gemini.render(original, mime, prompt, payload["aspect_ratio"],
-                                                         render_key=f"{payload['render_id']}#{n}"),
-                                   max_tries=GEMINI_TRIES, on_retry=_log_retry)
-    check_image_bytes(image, f"{gemini.image_model}'s result")  # before anything decodes it
-    ext = mimetypes.guess_extension(out_mime) or ".png"
-    path = out_dir / f"{stem}{ext}"
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(image)
-    tmp.replace(path)
+CONTRACT = "contract: "
+
+
+def _attempt(gemini: GeminiClient | None, source: Path, photo: Image.Image, spec: RenderSpec,
+             request: RenderRequest, out_dir: Path, n: int) -> _Result:
+    """One render: the model's part when the spec asks for it, the local finish, the contract, the QA score."""
+    model_result = None
+    if spec.model_ratio is not None:
+        assert gemini is not None
+        given, given_mime = pipeline.model_input(spec, photo)
+        prompt = render_prompt(spec.operation, spec.model_ratio, request.perspective_fix, request.notes,
+                               request.revision_notes)
+        image, _ = with_retries(lambda: gemini.render(given, given_mime, prompt, spec.model_ratio or "",
+                                                      render_key=f"{request.render_id}#{n}"),
+                                max_tries=GEMINI_TRIES, on_retry=_log_retry)
+        jobs.count_model_call(request.render_id, n)
+        check_image_bytes(image, f"{gemini.image_model}'s result")  # before anything decodes it
+        with Image.open(io.BytesIO(image)) as opened:
+            opened.load()
+            model_result = opened.copy()
+    result = pipeline.finish(spec, photo, model_result, request.words)
+    made = pipeline.write(spec, result, out_dir, f"{request.render_id}-{n}")
     try:
-        score, _ = with_retries(lambda: gemini.score_quality(original, image, out_mime, qa_prompt(
-            operation, tuple(payload["notes"]) + tuple(payload["revision_notes"]))), max_tries=QA_TRIES)
-    except GeminiError as exc:
-        log.warning("QA by the text model failed (%s): scoring by image measures", type(exc).__name__)
-        score = score_result(source, path, operation)
-    return _Result(n, str(path), str(path), out_mime, score)
+        contract.check(made.path, spec)
+    except contract.ContractBroken as exc:
+        raise _Broken(str(exc)) from None
+    return _Result(n, str(made.path), str(made.preview_path), made.mime, _score(gemini, source, made, spec, request))
+
+
+def _score(gemini: GeminiClient | None, source: Path, made: pipeline.Deliverable, spec: RenderSpec,
+           request: RenderRequest) -> int:
+    """The quality check of the preview: the text model's score when keyed, else image measures'."""
+    if gemini is not None:
+        mime = mimetypes.guess_type(source.name)[0] or "image/png"
+        try:
+            score, _ = with_retries(lambda: gemini.score_quality(
+                source.read_bytes(), made.preview_path.read_bytes(), mime, qa_prompt(spec.operation, request.words),
+                result_mime="image/png"), max_tries=QA_TRIES)
+            return score
+        except GeminiError as exc:
+            log.warning("QA by the text model failed (%s): scoring by image measures", type(exc).__name__)
+    return score_result(source, made.preview_path, spec.operation)
 
 
 def _log_retry(exc: GeminiError, delay: float) -> None:

@@ -14,9 +14,10 @@ State × event → next state, effects (R = Reply, anything not listed raises Il
                                               → transferred       HandOff(analysis_failed) when paid
                    PaymentReceived            (stays)             paid, order_id, R(paid while quoting)
                    PaymentReceived, paused    → transferred       HandOff(payment_manual)
-                   CustomerText, unpaid       (stays)             operation word ≠ current: RecordChange(
-                                                                  modify_operation, accepted); other text:
-                                                                  RecordChange(add_note); no reply (the quote follows)
+                   CustomerText, unpaid       (stays)             RecordChange(add_note) (a size or shape in
+                                                                  the words counts); operation word ≠ current:
+                                                                  + RecordChange(modify_operation, accepted);
+                                                                  no reply (the quote follows)
                    Superseded (unpaid only)   → cancelled         R(new photo replaces the unpaid one)
   pending          PaymentReceived            → paid, processing  R(paid), Render
                    PaymentReceived, paused    → paid, transferred HandOff(payment_manual)
@@ -27,7 +28,8 @@ State × event → next state, effects (R = Reply, anything not listed raises Il
                                                                   text: RecordChange(add_requirement) + R(noted)
   processing       RenderDone(current id)     → awaiting_confirm  SendImage(preview), R(ask e-mail) [+ Mail when
                                                                   the e-mail is known]
-                   RenderDone, QA failed      → transferred       HandOff(qa_failed): a designer checks it first
+                   RenderDone, QA failed      → awaiting_confirm  as above + NotifyStaff(qa_failed): the best
+                                                                  attempt is sent and staff are asked to check it
                    RenderFailed(current id)   → transferred       HandOff(render_failed | safety_blocked)
   awaiting_confirm CustomerText with e-mail   (stays)             Mail(seq = mails + 1, to)
                    CustomerText, revision     → revision          R(ask what to change)
@@ -56,8 +58,9 @@ State × event → next state, effects (R = Reply, anything not listed raises Il
   processing, revision: MailSent              (stays)             nothing (an earlier result's mail; the revised
                                                                   result is mailed again when it is ready)
 
-An e-mail in any state before the result (quoting … revision) is remembered (R(noted) except in quoting)
-and mailed with the result. Small talk (好的, 嗯, emoji …) does nothing in any state. In paid, processing,
+An e-mail in any state before the result (quoting … revision) is remembered (R(noted) except in quoting, and
+unless the rest of the message asks something: that rest is then handled as if sent alone) and mailed with the
+result. Small talk (好的, 嗯, emoji …) does nothing in any state. In paid, processing,
 revision and the unpaid states, aspect-ratio and perspective words also set those fields.
 MailSent / MailFailed for a seq the job never issued (outside 1..mails) is illegal everywhere.
 A step bumps `version` by 1 unless it is a no-op (no effects, no moves, job unchanged).
@@ -121,7 +124,7 @@ class Job:
     has_text: bool = False
     notes: tuple[str, ...] = ()  # add_note before payment, add_requirement after
     revision_notes: tuple[str, ...] = ()
-    aspect_ratio: str = "1:1"
+    aspect_ratio: str = ""  # the shape the customer asked for ("16:9"); empty: the photo's own
     perspective_fix: bool = False
     paid: bool = False
     order_id: str = ""
@@ -571,9 +574,11 @@ def _customer_text(d: _Draft, e: CustomerText) -> None:
         return
     if email is not None:
         d.set(email=email)
-        if state is not _S.QUOTING:  # in quoting the quote answers shortly
-            d.say(replies.EMAIL_NOTED)
-        return
+        text = words.without_email(text)  # "改尺寸 800x600 邮箱 a@b.com": the rest still counts
+        if not text or words.is_smalltalk(text):
+            if state is not _S.QUOTING:  # in quoting the quote answers shortly
+                d.say(replies.EMAIL_NOTED)
+            return
     if words.is_smalltalk(text):
         return
     if state is _S.REVISION:
@@ -602,6 +607,9 @@ def _refuse_operation(d: _Draft, wanted: Operation | None) -> bool:
 
 def _unpaid_text(d: _Draft, text: str, wanted: Operation | None) -> None:
     pending = d.job.state is _S.PENDING
+    # The words are kept as a note even when they change the operation: "改一下尺寸 800x600" names the size too.
+    d.set(notes=(*d.job.notes, text))
+    d.emit(RecordChange(ChangeType.ADD_NOTE, None, text, "customer", True))
     if wanted is not None and wanted is not d.job.operation:
         d.emit(RecordChange(ChangeType.MODIFY_OPERATION, d.job.operation.value, wanted.value, "customer", True))
         d.set(operation=wanted, operation_explicit=True)
@@ -610,8 +618,6 @@ def _unpaid_text(d: _Draft, text: str, wanted: Operation | None) -> None:
         return
     if wanted is not None:
         d.set(operation_explicit=True)
-    d.set(notes=(*d.job.notes, text))
-    d.emit(RecordChange(ChangeType.ADD_NOTE, None, text, "customer", True))
     if pending:
         d.say(replies.NOTE_TAKEN)
 
@@ -647,9 +653,8 @@ def _render_done(d: _Draft, e: RenderDone) -> None:
     if d.job.state is not _S.PROCESSING:
         raise d.illegal()
     d.set(result_url=e.result_url, preview_url=e.preview_url)
-    if not e.qa_passed:  # the last attempt still failed the check: a designer looks before the customer does
-        _hand_off(d, "qa_failed", f"结果质检没过(得分 {e.score}),请检查或重做后发给客户")
-        return
+    if not e.qa_passed:  # SPEC §2: the best of the last attempts still goes out, and staff check it
+        _staff(d, "qa_failed", f"结果质检没过(最好一次得分 {e.score}),已发给客户,请检查效果,需要时跟进或重做")
     d.move(_S.AWAITING_CONFIRM)
     d.emit(SendImage(e.preview_url))
     if d.job.email is not None:

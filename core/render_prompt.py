@@ -10,37 +10,47 @@ import re
 
 from protocol.image import Operation
 
-__all__ = ["OPERATION_INSTRUCTIONS", "TEXT_DETECT_PROMPT", "qa_prompt", "render_prompt"]
+__all__ = ["MODEL_INSTRUCTIONS", "OPERATION_INSTRUCTIONS", "TEXT_DETECT_PROMPT", "qa_prompt", "render_prompt"]
 
-OPERATION_INSTRUCTIONS: dict[Operation, str] = {
+# What the image model is asked, for the operations that spend a model call (core.render_spec.MODEL_OPERATIONS).
+MODEL_INSTRUCTIONS: dict[Operation, str] = {
     Operation.ENHANCE: (
         "Enhance this photo: make it sharp and clear, recover fine detail, remove blur, noise and compression "
         "artefacts, and balance exposure and colour naturally. Keep the content, composition, colours and the "
         "identity of every person exactly as they are."
     ),
-    Operation.REMOVE_BG: (
-        "Remove the background: keep the main subject complete with clean, precise edges (hair and fine detail "
-        "included) and replace everything else with a plain, uniform pure white (#FFFFFF) background, with no "
-        "shadow, so the subject can be cut out cleanly."
-    ),
-    Operation.RESIZE: (
-        "Re-render this photo at a higher resolution in the requested aspect ratio without distorting the "
-        "subject: extend or trim the background naturally instead of stretching, and keep every detail sharp."
-    ),
     Operation.FIX_OLD_PHOTO: (
-        "Restore this old photo: remove scratches, dust, stains, tears and creases, correct fading and "
+        "Restore this old photo: remove any remaining scratches, dust, stains, tears and creases, correct fading and "
         "yellowing, restore natural tones and contrast, and sharpen faces while keeping each person's identity. "
         "Keep a black-and-white photo black-and-white."
     ),
     Operation.LAYERED: (
-        "Prepare this image to be split into layers (subject, background, text and graphic elements): keep "
-        "every element exactly where it is, make the edges between elements crisp and unambiguous, and do not "
-        "merge, blur or blend separate elements into each other."
+        "Remove the main subject (the people, animals or objects in the foreground) and any text from this photo, "
+        "and fill where they were with the background that would be behind them, continuing its lines, textures and "
+        "lighting, so the result is the empty scene: a clean background plate. Change nothing else."
     ),
     Operation.VECTORIZE: (
         "Redraw this image as a clean, flat vector-style illustration ready to be traced to SVG: solid flat "
         "colour regions, smooth crisp outlines, a limited palette, no noise, gradients or photographic texture. "
         "Keep the shapes, proportions and layout of the original."
+    ),
+}
+
+# What the shop delivers, for the quality check (which sees the original and a PNG preview of the deliverable).
+OPERATION_INSTRUCTIONS: dict[Operation, str] = {
+    **MODEL_INSTRUCTIONS,
+    Operation.REMOVE_BG: (
+        "Cut out the main subject: the whole subject kept, complete with clean edges (hair and fine detail "
+        "included), everything else transparent (shown on white here)."
+    ),
+    Operation.RESIZE: "Resize the photo to the requested size and shape without distorting the subject.",
+    Operation.LAYERED: (
+        "Split the photo into layers (a clean background, the subject, any text); the image shown is the layers "
+        "stacked, which must look like the original."
+    ),
+    Operation.VECTORIZE: (
+        "Redraw the image as a flat-colour vector illustration (the image shown is the SVG rendered): shapes, "
+        "proportions, layout and the main colours of the original kept."
     ),
 }
 
@@ -72,17 +82,21 @@ def render_prompt(
 ) -> str:
     """The image model's instruction for one render; every note and revision note appears verbatim.
 
-    ``aspect_ratio`` is ``W:H`` (e.g. ``1:1``, ``16:9``); anything else raises ``ValueError``.
+    ``aspect_ratio`` is ``W:H`` (e.g. ``1:1``, ``16:9``); anything else, or an operation the model has no part in
+    (a cut-out, a resize), raises ``ValueError``.
     """
     if not _ASPECT_RATIO.fullmatch(aspect_ratio):
         raise ValueError(f"aspect ratio must look like 16:9, got {aspect_ratio!r}")
+    if operation not in MODEL_INSTRUCTIONS:
+        raise ValueError(f"{operation.value} is done locally: the image model has no part in it")
     lines = [
-        OPERATION_INSTRUCTIONS[operation],
+        MODEL_INSTRUCTIONS[operation],
         f"Output aspect ratio: {aspect_ratio} (width:height).",
     ]
     if perspective_fix:
         lines.append(_PERSPECTIVE)
-    lines.append(_KEEP)
+    if operation is not Operation.LAYERED:  # the plate leaves the text out: it gets a layer of its own
+        lines.append(_KEEP)
     lines += _quoted(
         "The customer's requirements, quoted exactly as written (they may be in Chinese); follow every one:",
         notes,

@@ -64,7 +64,7 @@ _EMAIL = re.compile(
 )
 EMAIL_MAX = 254
 
-ASPECT_RATIOS: tuple[str, ...] = ("16:9", "4:3", "3:4", "9:16", "1:1", "2:3", "3:2")
+ASPECT_RATIOS: tuple[str, ...] = ("16:9", "4:3", "3:4", "9:16", "1:1", "2:3", "3:2", "4:5", "5:4", "21:9")
 _RATIO = re.compile(r"(?<!\d)(\d{1,2})\s*(?::|比)\s*(\d{1,2})(?!\d)")
 _RATIO_WORDS: tuple[tuple[str, str], ...] = (
     ("横版", "16:9"), ("横屏", "16:9"), ("竖版", "9:16"), ("竖屏", "9:16"), ("正方形", "1:1"), ("方图", "1:1"),
@@ -125,6 +125,19 @@ def find_email(text: str) -> str | None:
         if len(address) <= EMAIL_MAX:
             return address
     return None
+
+
+_EMAIL_WORDS = re.compile(r"(我的|我)?(邮箱|邮件|e-?mail|mail)(地址|是|为|:|：)*", re.IGNORECASE)
+
+
+def without_email(text: str) -> str:
+    """The text with its e-mail address, and the words that announce it ("我的邮箱是"), taken out."""
+    said = unicodedata.normalize("NFKC", text)
+    address = find_email(said)
+    if address is not None:
+        local, _, domain = address.partition("@")
+        said = re.sub(re.escape(local) + r"@" + re.escape(domain), " ", said, flags=re.IGNORECASE)
+    return _EMAIL_WORDS.sub(" ", said).strip()
 
 
 def is_smalltalk(text: str) -> bool:

@@ -21,6 +21,7 @@ class Figures:
     customer_messages: int = 0
     jobs_by_state: dict[str, int] = field(default_factory=dict)
     render_attempts: dict[tuple[str, str], int] = field(default_factory=dict)  # (source, status) → count
+    image_model_calls: dict[str, int] = field(default_factory=dict)  # operation → calls answered with an image
     handoffs_by_rule: dict[str, int] = field(default_factory=dict)
     handoffs_by_status: dict[str, int] = field(default_factory=dict)
     dispatch_tasks_created: int = 0
@@ -50,6 +51,9 @@ def read() -> Figures:
             customer_messages=InboundMessage.select().count(),
             jobs_by_state=_grouped(ImageJob.state),
             render_attempts={(source, status): count for source, status, count in attempts},
+            image_model_calls={op: int(calls or 0) for op, calls in RenderAttempt.select(
+                RenderAttempt.operation, peewee.fn.SUM(RenderAttempt.model_calls)).group_by(
+                RenderAttempt.operation).tuples()},
             handoffs_by_rule=_grouped(Handoff.rule),
             handoffs_by_status=_grouped(Handoff.status),
             dispatch_tasks_created=Handoff.select().where(Handoff.task_id.is_null(False)).count(),

@@ -305,17 +305,24 @@ def started_attempts(render_ids: list[str]) -> list[tuple[str, str, int]]:
                 .where(RenderAttempt.render_id.in_(render_ids) & (RenderAttempt.status == "started")).tuples())
 
 
-def start_attempt(render_id: str, attempt: int, source: str, pid: int, now: float, system: str = "") -> None:
+def start_attempt(render_id: str, attempt: int, source: str, pid: int, now: float, system: str = "",
+                  operation: str = "") -> None:
     """Record an attempt before its (paid) call, so a crash leaves a trace and a stored result is never re-asked.
 
     pid and system (the actor system's id, in a convention of several) name the process making the call."""
     with atomic():
         RenderAttempt.insert(render_id=render_id, attempt=attempt, source=source, status="started", started_at=now,
-                             pid=pid, system=system).on_conflict(
+                             pid=pid, system=system, operation=operation).on_conflict(
             conflict_target=[RenderAttempt.render_id, RenderAttempt.attempt],
             update={RenderAttempt.status: "started", RenderAttempt.started_at: now, RenderAttempt.pid: pid,
                     RenderAttempt.system: system},
         ).execute()
+
+
+def count_model_call(render_id: str, attempt: int) -> None:
+    """Count an image-model call that answered with an image (a billed one) against its attempt."""
+    RenderAttempt.update(model_calls=RenderAttempt.model_calls + 1).where(
+        (RenderAttempt.render_id == render_id) & (RenderAttempt.attempt == attempt)).execute()
 
 
 def finish_attempt(render_id: str, attempt: int, now: float, path: str | None = None, preview_path: str | None = None,
@@ -330,7 +337,7 @@ def finish_attempt(render_id: str, attempt: int, now: float, path: str | None = 
 # -- views ----------------------------------------------------------------------------------------
 def _attempt_view(a: RenderAttempt) -> dict[str, Any]:
     return {"attempt": a.attempt, "source": a.source, "status": a.status, "score": a.score, "error": a.error,
-            "started_at": a.started_at, "finished_at": a.finished_at}
+            "image_model_calls": a.model_calls, "started_at": a.started_at, "finished_at": a.finished_at}
 
 
 def job_view(job_id: str, base_url: str) -> dict[str, Any] | None:
@@ -341,7 +348,7 @@ def job_view(job_id: str, base_url: str) -> dict[str, Any] | None:
     job = job_from_row(row)
     data = json.loads(row.data)
     renders = [f"{job_id}-r{i}" for i in range(1, job.renders + 1)]
-    attempts_by = {}
+    attempts_by: dict[str, list[dict[str, Any]]] = {}
     for a in (RenderAttempt.select().where(RenderAttempt.render_id.in_(renders))
               .order_by(RenderAttempt.render_id, RenderAttempt.attempt)):
         attempts_by.setdefault(a.render_id, []).append(_attempt_view(a))
@@ -365,6 +372,7 @@ def job_view(job_id: str, base_url: str) -> dict[str, Any] | None:
             for c in RequirementChange.select().where(RequirementChange.task == job_id).order_by(RequirementChange.id)
         ],
         "renders": [{"render_id": r, "attempts": attempts_by.get(r, [])} for r in renders],
+        "image_model_calls": sum(a["image_model_calls"] for found in attempts_by.values() for a in found),
         "mails": mails,
         "risk": {"verdict": data.get("risk") or None, "reason": data.get("risk_reason", "")},
         "handoff": {"rule": data.get("handoff_rule"), "reason": data.get("handoff_reason"),

@@ -142,6 +142,10 @@ def _convention(s: Schema) -> None:
     s.add_columns(m.RenderAttempt, "system")
 
 
+def _render_cost(s: Schema) -> None:
+    s.add_columns(m.RenderAttempt, "operation", "model_calls")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "Tianwang tasks and IM messages (the first releases)", _spine),
     Migration(2, "image jobs: jobs, renders, requirement changes, result files, e-mail (issue 6)", _image_jobs),
@@ -149,6 +153,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "console: operator accounts and the audit trail (issue 8)", _console),
     Migration(5, "PostgreSQL: timestamps as double precision, not real", _double_floats),
     Migration(6, "convention: the actor system each render attempt runs on (issue 9)", _convention),
+    Migration(7, "render cost: each attempt's operation and image-model calls (issue 14)", _render_cost),
 )
 LATEST = MIGRATIONS[-1].version
 

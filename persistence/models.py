@@ -202,6 +202,8 @@ class RenderAttempt(_Model):
     error = peewee.TextField(null=True)
     pid = peewee.IntegerField(default=0)
     system = peewee.CharField(max_length=128, default="")  # the actor system (host:port) of pid; "" before issue 9
+    operation = peewee.CharField(max_length=24, default="")  # the order's operation; "" before issue 14
+    model_calls = peewee.IntegerField(default=0)  # image-model calls answered with an image (what is billed)
 
     class Meta:
         indexes = ((("render_id", "attempt"), True),)

@@ -175,7 +175,8 @@ class RenderAttemptView(_Answer):
     source: str = Field(description="gemini | local")
     status: str = Field(description="started | done | failed")
     score: int | None = Field(description="quality 0-100")
-    error: str | None
+    error: str | None = Field(description="why it failed; 'contract: …' when its file was not what the order names")
+    image_model_calls: int = Field(description="image-model calls it made that answered with an image")
     started_at: float
     finished_at: float | None
 
@@ -239,6 +240,7 @@ class JobView(_Answer):
     history: list[JobTransitionView]
     requirement_changes: list[RequirementChangeView]
     renders: list[RenderView]
+    image_model_calls: int = Field(description="image-model calls the job spent, every render and attempt")
     mails: list[MailView]
     risk: RiskView
     handoff: JobHandoffView | None

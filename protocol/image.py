@@ -94,3 +94,79 @@ class RenderedImage(_Frozen):
     qa_passed: bool = Field(description="score reached QA_THRESHOLD")
     attempts: int = Field(description="renders made for this request, QA re-renders included")
     source: str = Field(description="gemini | local")
+
+
+class OutputFormat(StrEnum):
+    """The deliverable's file type."""
+
+    PNG = "png"
+    JPEG = "jpeg"
+    SVG = "svg"
+    PSD = "psd"
+
+    @property
+    def mime(self) -> str:
+        """Its media type."""
+        return _MIMES[self]
+
+    @property
+    def extension(self) -> str:
+        """Its file-name extension, without the dot."""
+        return "jpg" if self is OutputFormat.JPEG else self.value
+
+
+_MIMES = {OutputFormat.PNG: "image/png", OutputFormat.JPEG: "image/jpeg", OutputFormat.SVG: "image/svg+xml",
+          OutputFormat.PSD: "image/vnd.adobe.photoshop"}
+
+# A layered order's PSD, bottom to top; the text layer only when the photo shows text.
+LAYER_BACKGROUND, LAYER_SUBJECT, LAYER_TEXT = "背景 Background", "主体 Subject", "文字 Text"
+
+
+class PhotoMeasures(_Frozen):
+    """What the render spec needs to know of the customer's photo."""
+
+    width: int = Field(gt=0, description="pixels, after EXIF rotation")
+    height: int = Field(gt=0, description="pixels, after EXIF rotation")
+    format: str = Field(default="", description="Pillow format name, e.g. JPEG")
+    has_alpha: bool = Field(default=False, description="the photo carries transparency")
+    monochrome: bool = Field(default=False, description="a black-and-white (or sepia) photo")
+
+
+class RenderSpec(_Frozen):
+    """The deliverable an order names, decided once (core.render_spec) and executed by both render paths."""
+
+    operation: Operation = Field(description="what is done to the photo")
+    width: int = Field(gt=0, description="the deliverable's exact width in pixels (an SVG's width attribute)")
+    height: int = Field(gt=0, description="the deliverable's exact height in pixels")
+    format: OutputFormat = Field(description="the deliverable's file type")
+    model_ratio: str | None = Field(description="aspect ratio asked of the image model; None: no image-model call")
+    monochrome: bool = Field(default=False, description="the result stays black-and-white")
+    alpha: bool = Field(default=False, description="the deliverable must carry transparency (a cut-out)")
+    keep_alpha: bool = Field(default=False, description="the photo's own transparency is carried over")
+    layers: tuple[str, ...] = Field(default=(), description="PSD layers that must be there, bottom to top")
+    max_paths: int = Field(default=0, description="an SVG's most <path> elements (0: not an SVG)")
+    perspective_fix: bool = Field(default=False, description="straighten the photo first")
+
+    @property
+    def ratio(self) -> float:
+        """width / height of the deliverable."""
+        return self.width / self.height
+
+
+class RenderRequest(_Frozen):
+    """The render outbox row's payload: one render request of a job, as the conversation issued it."""
+
+    job_id: str = Field(description="the image job")
+    customer_id: str = Field(description="whose job it is")
+    render_id: str = Field(description="this render request (job id + -rN)")
+    source_path: str | None = Field(description="the customer's photo under DATA_DIR/images")
+    operation: Operation = Field(description="what is done to the photo")
+    notes: tuple[str, ...] = Field(default=(), description="the customer's requirements, verbatim")
+    revision_notes: tuple[str, ...] = Field(default=(), description="what the customer asked to change, verbatim")
+    aspect_ratio: str = Field(default="", description="the shape the customer asked for (W:H); empty: the photo's")
+    perspective_fix: bool = Field(default=False, description="the customer asked for the photo to be straightened")
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """Every note, then every revision note, in the order given."""
+        return (*self.notes, *self.revision_notes)

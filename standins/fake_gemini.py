@@ -3,19 +3,28 @@
 google-genai talks to ``POST {base_url}/{v1beta|v1}/models/{model}:generateContent`` with the key in
 ``x-goog-api-key`` and a camelCase JSON body (``contents[].parts[]`` of ``text`` / ``inlineData
 {mimeType, data}``, ``generationConfig {responseModalities, responseMimeType, responseSchema |
-responseJsonSchema, imageConfig {aspectRatio}}``). This server answers the way Google does:
+responseJsonSchema, imageConfig {aspectRatio, imageSize}}``). This server answers the way Google does:
 
 * an *image* request (``responseModalities`` holds ``IMAGE`` or the model name holds ``image``) gets
-  a PNG that really is the input transformed (centre-cropped to ``aspectRatio`` when given, scaled
-  ×2 capped at 2048 px, sharpened) plus a short text part;
-* a *json* request (``responseMimeType: application/json``) gets JSON text satisfying the schema:
-  ``{score, reason}`` uses the configured QA score, ``{has_text, text}`` the configured text
-  answer, ``{risk_verdict, risk_reason}`` the configured risk answer (accept by default),
-  any other schema is filled with plausible values by type;
+  an RGB PNG (never alpha) that really is the input transformed -- centre-cropped to the ratio, resized
+  to the size Google documents for it (:data:`IMAGE_SIZES_1K`, ×2 for ``imageSize`` 2K, ×4 for 4K),
+  sharpened -- plus a short text part. ``aspectRatio`` must be one of the documented ratios; without
+  one the input keeps its shape (the nearest documented ratio), and a prompt with no image gets 1:1;
+* a *json* request (``responseMimeType: application/json``, or ``text/x.enum`` for a bare enum value)
+  gets an answer in the schema's shape: its ``required`` properties (optional ones only when a
+  configured answer fills them), enums, ``minimum``/``maximum``, types, nested objects and arrays,
+  ``responseSchema`` properties in ``propertyOrdering`` or alphabetical order as Google orders them.
+  ``{score, reason}`` uses the configured QA score (clamped into the schema's range), ``{has_text,
+  text}`` the configured text answer, ``{risk_verdict, risk_reason}`` the configured risk answer
+  (accept by default); a configured value the schema does not allow gives way to one it does;
 * a *text* request gets a short Chinese phrase echoing the prompt.
 
-A missing key is answered 403 ``PERMISSION_DENIED`` and, once ``api_key`` is configured, a different
-key 400 ``INVALID_ARGUMENT`` / ``API_KEY_INVALID`` -- the statuses Google itself uses.
+Requests Google refuses are refused here too, with its statuses and message shapes: 400
+``INVALID_ARGUMENT`` for an undocumented ``aspectRatio`` or ``imageSize``, an image MIME type Gemini does
+not read (anything but PNG, JPEG, WebP, HEIC, HEIF), image bytes that do not decode (HEIC/HEIF only
+where Pillow reads them) and a ``responseSchema`` type not in upper case. A missing key is answered
+403 ``PERMISSION_DENIED`` and, once ``api_key`` is configured, a different key 400 ``INVALID_ARGUMENT``
+/ ``API_KEY_INVALID``.
 
 Control API (JSON):
 
@@ -29,12 +38,16 @@ Control API (JSON):
     JSON (json requests: a candidate whose text is broken JSON); ``slow`` answers normally late.
 ``POST /_control/config``
     ``{"qa_score": 0-100, "text": {"has_text", "text"}, "risk": {"verdict": "accept" | "human" | "decline",
-    "reason"}, "api_key": "only key accepted" | null}``.
+    "reason"}, "phrase": "what every phrasing request answers" | null, "api_key": "only key accepted" | null}``.
 ``GET /_control/requests``
     The request log: ``{seq, at, model, path, kind, prompt, images_in, outcome, render_key}`` each,
     ``render_key`` taken from the ``x-render-key`` header.
+``GET /_control/counts``
+    Requests by kind and image requests by outcome, from the in-memory log: ``{"image": n, "json": n,
+    "text": n, "image_ok": n, "image_429": n, ...}`` (the first four always present; a body that is not
+    JSON has no kind and counts in none).
 ``POST /_control/reset``
-    Forget faults, configuration and the in-memory log (``seq`` keeps counting).
+    Forget faults, configuration, the in-memory log and so the counts (``seq`` keeps counting).
 
 Run it with ``python -m standins.fake_gemini --port 6080 [--ready-file F] [--log F]``; the ready file
 receives ``{"base_url"}`` once listening and ``--log`` receives the request log as JSON lines.
@@ -57,22 +70,29 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO, TypeVar
 
 from aiohttp import web
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["DEFAULT_QA_SCORE", "FakeGemini", "main"]
+__all__ = ["DEFAULT_QA_SCORE", "IMAGE_SIZES_1K", "FakeGemini", "main"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_QA_SCORE = 85
-MAX_SIDE = 2048
-# Gemini's answer to a prompt without an image to edit; any size would do.
-BLANK_SIDE = 1024
+# The aspect ratios Google documents for its image models and the resolution of each at the default
+# (1K) size, from the gemini-2.5-flash-image table of https://ai.google.dev/gemini-api/docs/image-generation.
+IMAGE_SIZES_1K: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024), "2:3": (832, 1248), "3:2": (1248, 832), "3:4": (864, 1184), "4:3": (1184, 864),
+    "4:5": (896, 1152), "5:4": (1152, 896), "9:16": (768, 1344), "16:9": (1344, 768), "21:9": (1536, 672),
+}
+IMAGE_SCALES = {"1K": 1, "2K": 2, "4K": 4}
+# What Gemini reads as an image; any other image/* type is refused.
+IMAGE_MIMES = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
 # A photo of a few MB base64-encoded, with room to spare.
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _URLSAFE = str.maketrans("-_", "+/")
@@ -138,13 +158,21 @@ class _Call:
     model: str
     kind: str
     prompt: str
-    images: list[bytes]
+    images_in: int
+    source: Image.Image | None  # an image request's input, decoded and upright
     aspect_ratio: str | None
+    image_size: str
     schema: dict[str, Any] | None
+    openapi: bool  # the schema came as responseSchema (OpenAPI style), not responseJsonSchema
+    enum_text: bool  # text/x.enum: the answer is the bare enum value, not JSON
 
 
 class _BadRequest(Exception):
-    """The request body is not what the API accepts."""
+    """The request body is not what the API accepts; ``kind`` is the call's, when it got that far."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class FakeGemini:
@@ -184,6 +212,7 @@ class FakeGemini:
             web.post("/_control/faults", self._control_faults),
             web.post("/_control/config", self._control_config),
             web.get("/_control/requests", self._control_requests),
+            web.get("/_control/counts", self._control_counts),
             web.post("/_control/reset", self._control_reset),
         ])
         # Cancel a slow answer when its client gives up, as a real server stops work; and do not
@@ -267,8 +296,19 @@ class FakeGemini:
         with self._lock:
             return [dict(entry) for entry in self._log]
 
+    def counts(self) -> dict[str, int]:
+        """Requests by kind (``image``, ``json``, ``text``) and image requests by outcome (``image_ok``, ...)."""
+        counts = Counter({"image": 0, "json": 0, "text": 0, "image_ok": 0})
+        with self._lock:
+            for entry in self._log:
+                if entry["kind"]:
+                    counts[entry["kind"]] += 1
+                if entry["kind"] == "image":
+                    counts[f"image_{entry['outcome']}"] += 1
+        return dict(counts)
+
     def reset(self) -> None:
-        """Forget faults, configuration and the in-memory log."""
+        """Forget faults, configuration and the in-memory log (and with it the counts)."""
         with self._lock:
             self._faults.clear()
             self._qa_score = DEFAULT_QA_SCORE
@@ -297,6 +337,9 @@ class FakeGemini:
     async def _control_requests(self, request: web.Request) -> web.Response:
         return web.json_response(self.requests())
 
+    async def _control_counts(self, request: web.Request) -> web.Response:
+        return web.json_response(self.counts())
+
     async def _control_reset(self, request: web.Request) -> web.Response:
         self.reset()
         return web.json_response({"ok": True})
@@ -308,26 +351,28 @@ class FakeGemini:
         if method != "generateContent" or not model:
             return _google_error(404, "NOT_FOUND", f"Method not found: {request.match_info['call']}")
         render_key = request.headers.get("x-render-key", "")
+        raw = await request.read()
         try:
-            call = _read_call(model, await request.read())
+            # Decoding the input photo takes a while; keep the loop answering other requests.
+            call = await asyncio.to_thread(_read_call, model, raw)
         except _BadRequest as exc:
-            self._record(request, model, "", "", 0, "400", render_key)
+            self._record(request, model, exc.kind, "", 0, "400", render_key)
             return _google_error(400, "INVALID_ARGUMENT", str(exc))
 
         given = request.headers.get("x-goog-api-key") or request.query.get("key", "")
         with self._lock:
             wanted = self._api_key
         if not given:
-            self._record(request, model, call.kind, call.prompt, len(call.images), "403", render_key)
+            self._record(request, model, call.kind, call.prompt, call.images_in, "403", render_key)
             return _google_error(403, "PERMISSION_DENIED", _NO_KEY_MESSAGE)
         if wanted is not None and given != wanted:
-            self._record(request, model, call.kind, call.prompt, len(call.images), "400", render_key)
+            self._record(request, model, call.kind, call.prompt, call.images_in, "400", render_key)
             return _google_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
                                  [_error_info("API_KEY_INVALID")])
 
         fault = self._take_fault(model)
         outcome = fault.kind if fault is not None else "ok"
-        self._record(request, model, call.kind, call.prompt, len(call.images), outcome, render_key)
+        self._record(request, model, call.kind, call.prompt, call.images_in, outcome, render_key)
         if fault is not None:
             answer = _fault_answer(fault, call)
             if answer is not None:
@@ -355,8 +400,7 @@ class FakeGemini:
 
     async def _answer(self, call: _Call) -> dict[str, Any]:
         if call.kind == "image":
-            # Pillow on a large photo takes a while; keep the loop answering other requests.
-            png = await asyncio.to_thread(_transform, call.images[0] if call.images else None, call.aspect_ratio)
+            png = await asyncio.to_thread(_transform, call.source, _output_size(call))
             parts: list[dict[str, Any]] = [
                 {"text": "Here is the retouched image."},
                 {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png).decode()}},
@@ -367,8 +411,9 @@ class FakeGemini:
                 overrides = {"score": self._qa_score, "reason": "细节清晰自然,符合要求。",
                              "has_text": self._text.has_text, "text": self._text.text,
                              "risk_verdict": self._risk.verdict, "risk_reason": self._risk.reason}
-            schema = call.schema or {"type": "object"}
-            text = json.dumps(_fill(schema, schema, overrides), ensure_ascii=False)
+            schema = call.schema or {"type": "OBJECT" if call.openapi else "object"}
+            value = _Filler(schema, call.openapi).fill(schema, overrides)
+            text = str(value) if call.enum_text else json.dumps(value, ensure_ascii=False)
         else:
             with self._lock:
                 fixed = self._phrase
@@ -378,44 +423,118 @@ class FakeGemini:
 
 # ---------------------------------------------------------------------- request → call
 
+_RATIO_LIST = ", ".join(f"'{r}'" for r in list(IMAGE_SIZES_1K)[:-1]) + f", or '{list(IMAGE_SIZES_1K)[-1]}'"
+# Google's wording for an enum-like string field out of range (seen live for aspect_ratio).
+_BAD_ASPECT_RATIO = ("* GenerateContentRequest.generation_config.image_config.aspect_ratio: "
+                     f"aspect_ratio must be one of {_RATIO_LIST}.\n")
+_BAD_IMAGE_SIZE = ("* GenerateContentRequest.generation_config.image_config.image_size: "
+                   "image_size must be one of '1K', '2K', or '4K'.\n")
+_BAD_IMAGE = "Provided image is not valid."
+# responseSchema types are proto enum names, upper case on the wire; "object" is refused.
+_OPENAPI_TYPES = frozenset({"TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"})
+
+
 def _read_call(model: str, raw: bytes) -> _Call:
-    """Parse the camelCase request body the SDK sends."""
+    """Parse the request body the SDK sends (camelCase, a few fields snake_case), refusing what Google refuses."""
     try:
         body = json.loads(raw)
     except ValueError as exc:
         raise _BadRequest(f"Invalid JSON payload received. {exc}") from None
-    if not isinstance(body, dict) or not isinstance(body.get("contents"), list) or not body["contents"]:
-        raise _BadRequest("* GenerateContentRequest.contents: contents is not specified")
-    texts: list[str] = []
-    images: list[bytes] = []
-    for content in body["contents"]:
-        for part in (content or {}).get("parts") or []:
-            if "text" in part:
-                texts.append(str(part["text"]))
-            elif "inlineData" in part:
-                try:
-                    # The SDK sends URL-safe base64; Google accepts the standard alphabet too.
-                    data = str(part["inlineData"].get("data", "")).translate(_URLSAFE)
-                    images.append(base64.b64decode(data, validate=True))
-                except (binascii.Error, AttributeError):
-                    raise _BadRequest("Invalid value at 'contents[0].parts[1].inline_data.data'") from None
-    config = body.get("generationConfig") or {}
-    modalities = [str(m).upper() for m in config.get("responseModalities") or []]
+    if not isinstance(body, dict):
+        raise _BadRequest("Invalid JSON payload received. Expected an object.")
+    config = _at(body, "generationConfig") or {}
+    modalities = [str(m).upper() for m in _at(config, "responseModalities") or []]
+    mime = _at(config, "responseMimeType")
     if "IMAGE" in modalities or "image" in model.lower():
         kind = "image"
-    elif config.get("responseMimeType") == "application/json":
+    elif mime in ("application/json", "text/x.enum"):
         kind = "json"
     else:
         kind = "text"
-    schema = config.get("responseJsonSchema") or config.get("responseSchema")
-    aspect = (config.get("imageConfig") or {}).get("aspectRatio")
-    return _Call(model, kind, "\n".join(texts), images, aspect, schema if isinstance(schema, dict) else None)
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise _BadRequest("* GenerateContentRequest.contents: contents is not specified", kind)
+
+    texts: list[str] = []
+    blobs: list[tuple[str, bytes]] = []
+    for i, content in enumerate(contents):
+        for j, part in enumerate((content or {}).get("parts") or []):
+            if "text" in part:
+                texts.append(str(part["text"]))
+            elif _at(part, "inlineData") is not None:
+                blobs.append(_inline_data(_at(part, "inlineData"), f"contents[{i}].parts[{j}].inline_data", kind))
+    pictures = [data for blob_mime, data in blobs if blob_mime.startswith("image/")]
+    for data in pictures[1:] if kind == "image" else pictures:
+        _decode(data, kind, load=False)
+    source = _decode(pictures[0], kind, load=True) if kind == "image" and pictures else None
+
+    image_config = _at(config, "imageConfig") or {}
+    aspect = _at(image_config, "aspectRatio") or None  # "" is proto3's "not set"
+    if aspect is not None and aspect not in IMAGE_SIZES_1K:
+        raise _BadRequest(_BAD_ASPECT_RATIO, kind)
+    image_size = _at(image_config, "imageSize") or "1K"
+    if image_size not in IMAGE_SCALES:
+        raise _BadRequest(_BAD_IMAGE_SIZE, kind)
+
+    json_schema, api_schema = _at(config, "responseJsonSchema"), _at(config, "responseSchema")
+    openapi = json_schema is None and api_schema is not None
+    if openapi:
+        _check_openapi(api_schema, "generation_config.response_schema", kind)
+    schema = json_schema if json_schema is not None else api_schema
+    return _Call(model, kind, "\n".join(texts), len(blobs), source, aspect, image_size,
+                 schema if isinstance(schema, dict) else None, openapi, mime == "text/x.enum")
+
+
+def _at(obj: dict[str, Any], name: str) -> Any:
+    """Field ``name`` of a request object: Google's JSON parser takes the snake_case spelling the SDK sends
+    for some fields (``inlineData.mime_type``, ``responseSchema.min_items``) as well as camelCase."""
+    if name in obj:
+        return obj[name]
+    return obj.get(re.sub(r"(?<=[a-z])([A-Z])", r"_\1", name).lower())
+
+
+def _inline_data(blob: Any, where: str, kind: str) -> tuple[str, bytes]:
+    """An ``inlineData`` part's media type and bytes."""
+    try:
+        mime = str(_at(blob, "mimeType") or "")
+        # The SDK sends URL-safe base64; Google accepts the standard alphabet too.
+        data = base64.b64decode(str(blob.get("data", "")).translate(_URLSAFE), validate=True)
+    except (binascii.Error, AttributeError):
+        raise _BadRequest(f"Invalid value at '{where}.data' (TYPE_BYTES), Base64 decoding failed", kind) from None
+    if mime.startswith("image/") and mime not in IMAGE_MIMES:
+        raise _BadRequest(f"Unsupported MIME type: {mime}", kind)
+    return mime, data
+
+
+def _decode(data: bytes, kind: str, load: bool) -> Image.Image:
+    """The image in ``data`` (upright and decoded when ``load``, else only its header read)."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        # exif_transpose returns a loaded copy: this is where truncated data shows.
+        return ImageOps.exif_transpose(img) if load else img
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise _BadRequest(_BAD_IMAGE, kind) from None
+
+
+def _check_openapi(schema: Any, where: str, kind: str) -> None:
+    """Refuse a ``responseSchema`` whose types are not Google's enum names, as its JSON parser does."""
+    if not isinstance(schema, dict):
+        return
+    given = schema.get("type")
+    if given is not None and given not in _OPENAPI_TYPES:
+        raise _BadRequest(f"Invalid value at '{where}.type' (type.googleapis.com/google.ai.generativelanguage."
+                          f"v1beta.Type), {json.dumps(given, ensure_ascii=False)}", kind)
+    for i, prop in enumerate((schema.get("properties") or {}).values()):
+        _check_openapi(prop, f"{where}.properties[{i}].value", kind)
+    _check_openapi(schema.get("items"), f"{where}.items", kind)
+    for i, branch in enumerate(_at(schema, "anyOf") or []):
+        _check_openapi(branch, f"{where}.any_of[{i}]", kind)
 
 
 # ---------------------------------------------------------------------- answers
 
 def _response(call: _Call, parts: list[dict[str, Any]], out_tokens: int, finish: str = "STOP") -> dict[str, Any]:
-    prompt_tokens = max(1, len(call.prompt) // 4) + 258 * len(call.images)
+    prompt_tokens = max(1, len(call.prompt) // 4) + 258 * call.images_in
     return {
         "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}],
         "usageMetadata": {"promptTokenCount": prompt_tokens, "candidatesTokenCount": out_tokens,
@@ -491,106 +610,173 @@ def _phrase(prompt: str) -> str:
     return f"好的,收到~「{gist}」这就给您安排。" if gist else "好的,收到~"
 
 
-def _transform(data: bytes | None, aspect_ratio: str | None) -> bytes:
-    """The input really transformed: cropped to the ratio, scaled ×2 (≤ 2048 px), sharpened, as PNG."""
-    if data is None:
-        img = Image.linear_gradient("L").resize((BLANK_SIDE, BLANK_SIDE)).convert("RGB")
+def _output_size(call: _Call) -> tuple[int, int]:
+    """The table size of the asked ratio, else of the documented ratio nearest the input's shape, else 1:1."""
+    if call.aspect_ratio is not None:
+        ratio = call.aspect_ratio
+    elif call.source is not None:
+        shape = math.log(call.source.width / call.source.height)
+        # Compared as logarithms: 2:1 and 1:2 are equally far from 1:1.
+        ratio = min(IMAGE_SIZES_1K, key=lambda r: abs(shape - math.log(_nominal(r))))
     else:
-        try:
-            img = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
-        except (UnidentifiedImageError, OSError):
-            img = Image.new("RGB", (BLANK_SIDE, BLANK_SIDE), "white")
-        img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
-    ratio = _ratio(aspect_ratio)
-    if ratio is not None:
-        w, h = img.size
-        if w / h > ratio:
-            new_w = max(1, round(h * ratio))
-            img = img.crop(((w - new_w) // 2, 0, (w - new_w) // 2 + new_w, h))
-        else:
-            new_h = max(1, round(w / ratio))
-            img = img.crop((0, (h - new_h) // 2, w, (h - new_h) // 2 + new_h))
-    scale = min(2.0, MAX_SIDE / max(img.size))
-    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-    img = img.resize(size, Image.Resampling.LANCZOS).filter(ImageFilter.UnsharpMask(radius=2, percent=120))
+        ratio = "1:1"
+    width, height = IMAGE_SIZES_1K[ratio]
+    scale = IMAGE_SCALES[call.image_size]
+    return width * scale, height * scale
+
+
+def _nominal(ratio: str) -> float:
+    """``"16:9"`` → 16/9."""
+    width, _, height = ratio.partition(":")
+    return int(width) / int(height)
+
+
+def _transform(source: Image.Image | None, size: tuple[int, int]) -> bytes:
+    """``source`` cropped from the centre to ``size``'s shape, resized to it, sharpened a little: an RGB PNG."""
+    if source is None:
+        img = Image.linear_gradient("L").resize(size).convert("RGB")
+    else:
+        img = _flatten(source)
+        img = img.resize(size, Image.Resampling.LANCZOS, box=_cover_box(img.size, size), reducing_gap=3.0)
+    img = img.filter(ImageFilter.UnsharpMask(radius=1.5, percent=60, threshold=2))
     out = io.BytesIO()
     img.save(out, "PNG")
     return out.getvalue()
 
 
-def _ratio(aspect_ratio: str | None) -> float | None:
-    """``"16:9"`` → 16/9; None for anything else."""
-    w, _, h = (aspect_ratio or "").partition(":")
-    try:
-        ratio = float(w) / float(h)
-    except (ValueError, ZeroDivisionError):
-        return None
-    return ratio if ratio > 0 else None
+def _flatten(img: Image.Image) -> Image.Image:
+    """``img`` as RGB, any transparency laid on white: the model never returns alpha."""
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, "white")
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return img.convert("RGB")
 
 
-def _fill(schema: dict[str, Any], root: dict[str, Any], overrides: dict[str, Any] | None = None) -> Any:
-    """A value satisfying ``schema`` (OpenAPI-style ``responseSchema`` or JSON Schema), by type.
+def _cover_box(size: tuple[int, int], target: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The largest centred region of an image of ``size`` that has ``target``'s shape."""
+    (width, height), (want_w, want_h) = size, target
+    if width * want_h > height * want_w:
+        crop_w = height * want_w / want_h
+        return (width - crop_w) / 2, 0, (width + crop_w) / 2, height
+    crop_h = width * want_h / want_w
+    return 0, (height - crop_h) / 2, width, (height + crop_h) / 2
 
-    Top-level properties named in ``overrides`` take the given value when its type fits.
-    """
-    schema = _resolve(schema, root)
-    if schema.get("enum"):
-        return schema["enum"][0]
-    kind = _kind(schema)
-    if kind == "object":
+
+class _Filler:
+    """Values in a response schema's shape, as the model writes them under constrained decoding."""
+
+    def __init__(self, root: dict[str, Any], openapi: bool) -> None:
+        """``root`` is the whole schema (for ``$ref``); ``openapi`` says it came as ``responseSchema``."""
+        self.root = root
+        self.openapi = openapi
+
+    def fill(self, schema: dict[str, Any], overrides: dict[str, Any] | None = None) -> Any:
+        """A value satisfying ``schema``; an object's properties named in ``overrides`` take that value if it fits."""
+        schema = self._resolve(schema)
+        if "const" in schema:
+            return schema["const"]
+        if schema.get("enum"):
+            return schema["enum"][0]
+        kind = _kind(schema)
+        if kind == "object":
+            return self._object(schema, overrides or {})
+        if kind == "array":
+            return self._array(schema)
+        if kind in ("integer", "number"):
+            low = float(schema.get("minimum", 0))
+            high = float(schema.get("maximum", max(low, 1.0)))
+            if kind == "integer":
+                return min(max(1, math.ceil(low)), math.floor(high))
+            return min(max(1.0, low), high)
+        if kind == "boolean":
+            return False
+        if kind == "null":
+            return None
+        return _string(schema)
+
+    def _object(self, schema: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         props: dict[str, Any] = schema.get("properties") or {}
+        required = list(schema.get("required") or [])
+        # Only required properties are certain in a real answer; an optional one appears here only when
+        # a configured answer fills it, so a caller that relies on another one fails here first.
+        names = [n for n in props if n in required or n in overrides] + [n for n in required if n not in props]
+        if self.openapi:
+            # Google writes responseSchema properties in propertyOrdering, else alphabetically (and
+            # responseJsonSchema ones in the schema's own order).
+            order = list(_at(schema, "propertyOrdering") or sorted(names))
+            names.sort(key=lambda n: order.index(n) if n in order else len(order))
         value: dict[str, Any] = {}
-        for key in schema.get("required", list(props)):
-            prop = _resolve(props.get(key, {"type": "string"}), root)
-            wanted = (overrides or {}).get(key)
-            value[key] = wanted if _fits(wanted, _kind(prop)) else _fill(prop, root)
+        for name in names:
+            prop = self._resolve(props.get(name, {"type": "string"}))
+            given = _conform(overrides.get(name), prop)
+            value[name] = given if given is not None else self.fill(prop)
         return value
-    if kind == "array":
-        count = max(1, int(schema.get("minItems", 1)))
-        return [_fill(schema.get("items") or {"type": "string"}, root) for _ in range(count)]
-    if kind in ("integer", "number"):
-        low = float(schema.get("minimum", 0))
-        high = float(schema.get("maximum", max(low, 1.0)))
-        number = min(max(1.0, low), high)
-        return int(number) if kind == "integer" else number
-    if kind == "boolean":
-        return False
-    if kind == "null":
-        return None
-    return "示例"
 
+    def _array(self, schema: dict[str, Any]) -> list[Any]:
+        prefix: list[dict[str, Any]] = _at(schema, "prefixItems") or []
+        low = int(_at(schema, "minItems") or 1)
+        high = _at(schema, "maxItems")
+        count = max(1, low, len(prefix))
+        count = min(count, int(high)) if high is not None else count
+        items = schema.get("items") or {"type": "string"}
+        return [self.fill(prefix[i] if i < len(prefix) else items) for i in range(count)]
 
-def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
-    """Follow ``$ref`` and take the first branch of ``anyOf`` / ``oneOf`` / ``allOf``."""
-    while True:
-        if "$ref" in schema:
-            target: Any = root
-            for key in str(schema["$ref"]).removeprefix("#/").split("/"):
-                target = target.get(key, {}) if isinstance(target, dict) else {}
-            schema = target if isinstance(target, dict) else {}
-            continue
-        combo = next((schema[c] for c in ("anyOf", "oneOf", "allOf") if schema.get(c)), None)
-        if combo is None:
-            return schema
-        schema = combo[0]
+    def _resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """Follow ``$ref`` and take the first branch of ``anyOf`` / ``oneOf`` / ``allOf``."""
+        while True:
+            if "$ref" in schema:
+                target: Any = self.root
+                for key in str(schema["$ref"]).removeprefix("#/").split("/"):
+                    target = target.get(key, {}) if isinstance(target, dict) else {}
+                schema = target if isinstance(target, dict) else {}
+                continue
+            combo = next((_at(schema, c) for c in ("anyOf", "oneOf", "allOf") if _at(schema, c)), None)
+            if combo is None:
+                return schema
+            schema = combo[0]
 
 
 def _kind(schema: dict[str, Any]) -> str:
     """The schema's type, lower case (responseSchema writes ``OBJECT``), nullable unions reduced."""
-    kind = schema.get("type", "object")
+    kind = schema.get("type")
+    if kind is None:
+        return "array" if "items" in schema or _at(schema, "prefixItems") is not None else "object"
     if isinstance(kind, list):
         kind = next((k for k in kind if str(k).lower() != "null"), "null")
     return str(kind).lower()
 
 
-def _fits(value: Any, kind: str) -> bool:
+def _string(schema: dict[str, Any]) -> str:
+    """A string of the schema's format and length."""
+    text = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01"}.get(schema.get("format", ""), "示例")
+    text = text.ljust(int(_at(schema, "minLength") or 0), "例")
+    high = _at(schema, "maxLength")
+    return text[:int(high)] if high is not None else text
+
+
+def _conform(value: Any, schema: dict[str, Any]) -> Any:
+    """``value`` as far as ``schema`` allows (numbers clamped into range); None when it does not fit at all."""
     if value is None:
-        return False
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "boolean":
-        return isinstance(value, bool)
-    return kind == "string" and isinstance(value, str)
+        return None
+    if schema.get("enum"):
+        return value if value in schema["enum"] else None
+    kind = _kind(schema)
+    if kind in ("integer", "number") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if kind == "integer":
+            value = round(value)
+            low = math.ceil(low) if low is not None else None
+            high = math.floor(high) if high is not None else None
+        value = max(value, low) if low is not None else value
+        return min(value, high) if high is not None else value
+    if kind == "boolean" and isinstance(value, bool):
+        return value
+    if kind == "string" and isinstance(value, str):
+        high = _at(schema, "maxLength")
+        return value[:int(high)] if high is not None else value
+    return None
 
 
 async def _parse(request: web.Request, model: type[_M]) -> _M | web.Response:

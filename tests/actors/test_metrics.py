@@ -111,7 +111,7 @@ def test_gemini_calls_and_errors_are_counted_by_call_and_kind() -> None:
         with metrics.MeteredGeminiClient("test-key", fake.base_url, "img-model", "text-model", timeout_s=5) as client:
             fake.add_faults([FaultSpec(kind="500")])
             with pytest.raises(GeminiError):
-                client.detect_text(b"\x89PNG", "image/png")
+                client.detect_text(_png(), "image/png")
             found, _ = client.detect_text(_png(), "image/png")
         after = counts()
     assert found in (True, False)

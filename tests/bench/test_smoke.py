@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.slow]
     ("conversations", "peak total PSS"),
     ("recovery", "cold start with"),
     ("render", "photo -> quote"),
+    ("operations", "ratio local/stand-in"),
     ("convention", "ratio two/one"),
 ])
 def test_benchmark_runs(bench: str, expect: str) -> None:

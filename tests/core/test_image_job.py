@@ -284,6 +284,7 @@ class TestQuoting:
         step = jm.step(quoting(), jm.CustomerText("帮我抠图"), NOW)
         assert said(step) == [] and step.job.operation is Operation.REMOVE_BG and step.job.operation_explicit
         assert of(step, jm.RecordChange) == [
+            jm.RecordChange(ChangeType.ADD_NOTE, None, "帮我抠图", "customer", True),
             jm.RecordChange(ChangeType.MODIFY_OPERATION, "enhance", "remove_bg", "customer", True)]
         note = jm.step(quoting(), jm.CustomerText("颜色鲜艳一点"), NOW)
         assert said(note) == [] and note.job.notes == ("颜色鲜艳一点",)
@@ -304,7 +305,7 @@ class TestPending:
         assert path(step) == [(S.PENDING, S.PAID), (S.PAID, S.PROCESSING)]
         assert step.job.paid and step.job.order_id == "O1" and step.job.renders == 1
         assert said(step) == [replies.PAID]
-        assert of(step, jm.Render) == [jm.Render("J1-r1", Operation.ENHANCE, (), (), "1:1", False)]
+        assert of(step, jm.Render) == [jm.Render("J1-r1", Operation.ENHANCE, (), (), "", False)]
         assert step.job.version == job.version + 1
 
     def test_payment_with_the_image_module_paused_goes_to_a_designer(self) -> None:
@@ -318,6 +319,7 @@ class TestPending:
         step = jm.step(pending(), jm.CustomerText("还是帮我抠图吧"), NOW)
         assert step.job.operation is Operation.REMOVE_BG and step.job.operation_explicit and step.moves == ()
         assert of(step, jm.RecordChange) == [
+            jm.RecordChange(ChangeType.ADD_NOTE, None, "还是帮我抠图吧", "customer", True),
             jm.RecordChange(ChangeType.MODIFY_OPERATION, "enhance", "remove_bg", "customer", True)]
         (text,) = said(step)
         assert "抠图去背景" in text and f"{step.job.price}元" in text
@@ -384,13 +386,14 @@ class TestAfterPayment:
         assert step.job.result_url == "/files/t/J1-r1.png" and step.job.preview_url == "/files/t/J1-r1-p.png"
         assert of(step, jm.NotifyStaff) == [] and of(step, jm.Mail) == []
 
-    def test_a_result_still_below_the_quality_bar_goes_to_a_designer_first(self) -> None:
+    def test_a_result_still_below_the_quality_bar_is_sent_and_staff_asked_to_check_it(self) -> None:
         job = processing()
         step = jm.step(job, done(job, qa_passed=False), NOW)
-        assert path(step) == [(S.PROCESSING, S.TRANSFERRED)] and of(step, jm.SendImage) == [] and said(step) == []
-        (handoff,) = of(step, jm.HandOff)
-        assert handoff.rule == "qa_failed" and "40" in handoff.reason
-        assert step.job.result_url == "/files/t/J1-r1.png"  # the designer starts from it
+        assert path(step) == [(S.PROCESSING, S.AWAITING_CONFIRM)]
+        assert of(step, jm.SendImage) == [jm.SendImage("/files/t/J1-r1-p.png")]
+        assert said(step) == ["好了,你看一下效果,没问题把邮箱发我"] and of(step, jm.HandOff) == []
+        (staff,) = of(step, jm.NotifyStaff)
+        assert staff.event == "qa_failed" and "40" in staff.text and "J1" in staff.text
 
     def test_a_known_email_gets_the_result_mailed_with_it(self) -> None:
         job = go(pending(), jm.CustomerText("amy@qq.com"), jm.PaymentReceived("O1", 17, True))
@@ -1008,3 +1011,9 @@ JobWalk.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestJobWalk = JobWalk.TestCase
+
+
+def test_an_email_in_the_first_words_does_not_swallow_the_order() -> None:
+    step = jm.step(quoting(), jm.CustomerText("改一下尺寸 800x600 邮箱 amy@example.com"), NOW)
+    assert step.job.email == "amy@example.com" and step.job.operation is Operation.RESIZE
+    assert step.job.notes == ("改一下尺寸 800x600",) and said(step) == []

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import pytest
 
-from core.render_prompt import OPERATION_INSTRUCTIONS, TEXT_DETECT_PROMPT, qa_prompt, render_prompt
+from core.render_prompt import MODEL_INSTRUCTIONS, OPERATION_INSTRUCTIONS, TEXT_DETECT_PROMPT, qa_prompt, render_prompt
+from core.render_spec import MODEL_OPERATIONS
 from protocol.image import Operation
 
 
-@pytest.mark.parametrize("operation", list(Operation))
-def test_every_operation_is_described(operation: Operation) -> None:
+@pytest.mark.parametrize("operation", sorted(MODEL_OPERATIONS))
+def test_every_operation_the_model_has_a_part_in_is_instructed(operation: Operation) -> None:
     prompt = render_prompt(operation, "1:1", False, (), ())
-    assert prompt.startswith(OPERATION_INSTRUCTIONS[operation])
+    assert prompt.startswith(MODEL_INSTRUCTIONS[operation])
+
+
+@pytest.mark.parametrize("operation", list(Operation))
+def test_the_quality_check_is_told_what_every_order_delivers(operation: Operation) -> None:
     assert OPERATION_INSTRUCTIONS[operation] in qa_prompt(operation, ())
+
+
+@pytest.mark.parametrize("operation", [Operation.RESIZE, Operation.REMOVE_BG])
+def test_no_prompt_for_what_is_done_locally(operation: Operation) -> None:
+    with pytest.raises(ValueError, match="done locally"):
+        render_prompt(operation, "1:1", False, (), ())
+
+
+def test_the_layered_plate_is_the_scene_without_its_subject() -> None:
+    prompt = render_prompt(Operation.LAYERED, "4:3", False, (), ())
+    assert "Remove the main subject" in prompt and "background plate" in prompt
 
 
 def test_aspect_ratio_and_perspective_are_stated() -> None:
@@ -26,7 +42,7 @@ def test_aspect_ratio_and_perspective_are_stated() -> None:
 def test_notes_and_revision_notes_appear_verbatim() -> None:
     notes = ("背景换成纯白色", "人脸不要改")
     revisions = ("颜色不对,再亮一点",)
-    prompt = render_prompt(Operation.REMOVE_BG, "3:4", False, notes, revisions)
+    prompt = render_prompt(Operation.ENHANCE, "3:4", False, notes, revisions)
     for note in (*notes, *revisions):
         assert f"«{note}»" in prompt
     assert prompt.index("人脸不要改") < prompt.index("颜色不对")

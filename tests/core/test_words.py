@@ -18,6 +18,7 @@ from core.words import (
     wants_found_image,
     wants_human,
     wants_perspective_fix,
+    without_email,
 )
 from protocol.image import Operation
 
@@ -216,7 +217,7 @@ def test_not_smalltalk(said: str) -> None:
     ("said", "ratio"),
     [("要16:9的", "16:9"), ("４：３", "4:3"), ("3 : 4", "3:4"), ("16比9", "16:9"), ("横版", "16:9"), ("竖屏用", "9:16"),
      ("正方形", "1:1"), ("2:3", "2:3"), ("做成3:2", "3:2"), ("10:30 前给我", None), ("1920:1080", None), ("好的", None),
-     ("5:4", None)],
+     ("5:4", "5:4"), ("21:9", "21:9"), ("7:5", None)],
 )
 def test_aspect_ratio(said: str, ratio: str | None) -> None:
     assert aspect_ratio(said) == ratio
@@ -241,3 +242,14 @@ def test_wants_human(said: str, wanted: bool) -> None:
 ])
 def test_wants_found_image(said: str, wanted: bool) -> None:
     assert wants_found_image(said) is wanted
+
+
+@pytest.mark.parametrize(("text", "rest"), [
+    ("改一下尺寸 800x600 邮箱 amy@example.com", "改一下尺寸 800x600"),
+    ("我的邮箱是 amy.buyer@example.com 谢谢", "谢谢"),
+    ("amy@qq.com", ""),
+    ("邮箱：a@b.cn", ""),
+    ("mail: A@B.com 做成16:9", "做成16:9"),
+])
+def test_without_email_leaves_what_else_was_said(text: str, rest: str) -> None:
+    assert without_email(text) == rest

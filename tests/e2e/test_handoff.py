@@ -23,6 +23,7 @@ from tests.harness import Launcher, RobotThread, photo_png, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 HANDED_OFF = "好的,已帮您安排设计师处理,请稍候"
+ASK_EMAIL = "好了,你看一下效果,没问题把邮箱发我"
 
 
 @pytest.fixture(scope="module")
@@ -113,16 +114,20 @@ def test_a_safety_block_goes_to_a_designer(shop: Launcher, gemini: FakeGemini, d
     assert_handed_off(shop, designers, robot, "ho_safe", "safety", "safety_blocked")
 
 
-def test_a_result_failing_the_quality_check_goes_to_a_designer_first(
+def test_a_result_failing_the_quality_check_is_still_sent_and_staff_asked_to_check_it(
         shop: Launcher, gemini: FakeGemini, designers: DispatchStandin, robot: WebhookRecorder) -> None:
     gemini.configure(ConfigRequest(qa_score=30))
     try:
         quoted_and_paid(shop, "ho_qa", 73)
-        task = assert_handed_off(shop, designers, robot, "ho_qa", "质检没过", "qa_failed")
+        wait_text(shop, "ho_qa", ASK_EMAIL, timeout=60)  # SPEC §2: the best attempt goes out
     finally:
         gemini.configure(ConfigRequest(qa_score=85))
-    assert images(shop, "ho_qa") == []  # the designer checks the result before the customer sees it
-    assert "/files/" in task["description"]  # and starts from it
+    (preview,) = images(shop, "ho_qa")
+    assert "/files/" in preview
+    wait_for(lambda: staff_notes(robot, "质检没过,结果已发客户,请检查", "ho_qa") == 1, 20, 0.1, "staff asked to check")
+    job = jobs_of(shop, "ho_qa")[0]
+    assert job["state"] == "awaiting_confirm" and job["handoff"] is None and tasks_of(designers, "ho_qa") == []
+    assert [a["score"] for a in job["renders"][0]["attempts"]] == [30, 30]  # RENDER_MAX_ATTEMPTS, then the best
 
 
 def test_a_photo_the_model_judges_doubtful_goes_to_a_designer_without_a_quote(

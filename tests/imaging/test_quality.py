@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imaging.local_renderer import render_local
 from imaging.quality import score_result
 from protocol.image import Operation
 from tests.imaging.conftest import degrade, photo_like, product_shot
+from tests.imaging.test_pipeline import render
 
 SavePath = Callable[..., Path]
 _STUDIO = (Operation.REMOVE_BG, Operation.LAYERED)
@@ -31,8 +31,8 @@ def product(save: SavePath) -> Path:
 @pytest.mark.parametrize("operation", list(Operation))
 def test_a_good_local_render_passes(operation: Operation, photo: Path, product: Path, tmp_path: Path) -> None:
     src = product if operation in _STUDIO else photo
-    render = render_local(src, operation, tmp_path / "out", "r")
-    assert score_result(src, render.preview_path, operation) >= 70
+    made, _ = render(src, operation, tmp_path / "out")
+    assert score_result(src, made.preview_path, operation) >= 70
 
 
 @pytest.mark.parametrize("operation", list(Operation))
@@ -66,7 +66,7 @@ def test_remove_bg_without_transparency_fails(product: Path, save: SavePath) -> 
 
 
 def test_enhance_that_blurs_or_shrinks_scores_lower(photo: Path, save: SavePath, tmp_path: Path) -> None:
-    good = score_result(photo, render_local(photo, Operation.ENHANCE, tmp_path, "good").path, Operation.ENHANCE)
+    good = score_result(photo, render(photo, Operation.ENHANCE, tmp_path)[0].path, Operation.ENHANCE)
     worse = degrade(photo_like(size=(800, 600)), blur=3).resize((400, 300))
     bad = score_result(photo, save(worse, "worse.png"), Operation.ENHANCE)
     assert bad < 70 <= good

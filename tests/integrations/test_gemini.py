@@ -71,7 +71,7 @@ def test_render_returns_a_bigger_png_and_the_log_shows_prompt_and_render_key(
     assert mime == "image/png"
     result = Image.open(io.BytesIO(data))
     assert result.format == "PNG"
-    assert result.size == (128, 96)
+    assert result.size == (1184, 864)  # Google's 4:3 at the default 1K size
     [entry] = fake.requests()
     assert entry["model"] == IMAGE_MODEL
     assert entry["path"] == f"/v1beta/models/{IMAGE_MODEL}:generateContent"

@@ -312,7 +312,8 @@ def release6_on_postgresql(url: str) -> dict[str, list[tuple]]:
         cur.execute("DROP TABLE schemaversion, " + ", ".join(ADDED_SINCE_RELEASE6))
         cur.execute("ALTER TABLE conversation DROP COLUMN paused_until, DROP COLUMN paused_by, "
                     "DROP COLUMN pause_reason")
-        cur.execute("ALTER TABLE renderattempt DROP COLUMN system")  # added by migration 6 (issue 9)
+        # Added by migration 6 (issue 9) and migration 7 (issue 14).
+        cur.execute("ALTER TABLE renderattempt DROP COLUMN system, DROP COLUMN operation, DROP COLUMN model_calls")
         kept = {}
         for (table,) in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
             names = [c[1] for c in lite.execute(f'PRAGMA table_info("{table}")')]

@@ -1,4 +1,7 @@
-"""The Gemini stand-in spoken to in Google's REST wire format with plain HTTP, and run as a command."""
+"""The Gemini stand-in spoken to in Google's REST wire format with plain HTTP, and run as a command.
+
+What the SDK sees is in test_fake_gemini_sdk.py; here is what only raw requests can show.
+"""
 
 from __future__ import annotations
 
@@ -72,18 +75,31 @@ def answer_text(answer: dict[str, Any]) -> str:
     return "".join(p.get("text", "") for p in answer["candidates"][0]["content"]["parts"])
 
 
-def test_image_answer_is_the_input_scaled_up(fake: FakeGemini) -> None:
+def test_image_answer_has_googles_size_for_the_inputs_shape(fake: FakeGemini) -> None:
     status, answer = generate(fake, "any-model", image_request(png((50, 40))))
     assert status == 200
-    assert answer_image(answer).size == (100, 80)
+    image = answer_image(answer)
+    assert (image.size, image.mode) == ((1152, 896), "RGB")  # 5:4, the documented ratio nearest 50:40
     assert answer["usageMetadata"]["totalTokenCount"] > 0
 
 
-def test_image_answer_is_capped_and_cropped_to_the_aspect_ratio(fake: FakeGemini) -> None:
+def test_image_answer_is_cropped_to_the_aspect_ratio_and_an_empty_one_is_none(fake: FakeGemini) -> None:
     _, answer = generate(fake, "x-image", {"contents": image_request(png((1500, 300)))["contents"]}, version="v1")
-    assert answer_image(answer).size == (2048, 410)
+    assert answer_image(answer).size == (1536, 672)
     _, answer = generate(fake, "x-image", image_request(png((400, 100)), aspect_ratio="16:9"))
-    assert answer_image(answer).size == (356, 200)
+    assert answer_image(answer).size == (1344, 768)
+    body = image_request(png((300, 400)))
+    body["generationConfig"]["imageConfig"] = {"aspectRatio": ""}  # proto3: an empty string is "not set"
+    assert answer_image(generate(fake, "x-image", body)[1]).size == (864, 1184)
+
+
+def test_undocumented_ratio_is_400_in_googles_format(fake: FakeGemini) -> None:
+    status, answer = generate(fake, "x-image", image_request(png((40, 30)), aspect_ratio="4:1"))
+    assert status == 400
+    assert (answer["error"]["code"], answer["error"]["status"]) == (400, "INVALID_ARGUMENT")
+    assert answer["error"]["message"].startswith(
+        "* GenerateContentRequest.generation_config.image_config.aspect_ratio: aspect_ratio must be one of '1:1'")
+    assert [(e["kind"], e["outcome"]) for e in fake.requests()] == [("image", "400")]
 
 
 def test_missing_key_is_403_and_wrong_configured_key_400_in_googles_format(fake: FakeGemini) -> None:
@@ -131,6 +147,22 @@ def test_any_other_schema_is_filled_by_type(fake: FakeGemini) -> None:
     assert isinstance(value["tags"], list) and all(isinstance(t, str) for t in value["tags"])
     assert isinstance(value["owner"]["age"], float)
     assert "note" not in value
+
+
+def test_response_schema_types_are_upper_case_enum_names(fake: FakeGemini) -> None:
+    lower = {"type": "OBJECT", "properties": {"a": {"type": "STRING"}, "b": {"type": "string"}}, "required": ["b"]}
+    status, answer = generate(fake, "lite", json_request(lower, "responseSchema"))
+    assert status == 400
+    assert answer["error"]["message"] == (
+        "Invalid value at 'generation_config.response_schema.properties[1].value.type' "
+        '(type.googleapis.com/google.ai.generativelanguage.v1beta.Type), "string"')
+    assert generate(fake, "lite", json_request({"type": "object", "properties": {"b": {"type": "string"}}}))[0] == 200
+
+
+def test_text_enum_answers_the_bare_value(fake: FakeGemini) -> None:
+    body = {"contents": [{"parts": [{"text": "mood?"}]}], "generationConfig": {
+        "responseMimeType": "text/x.enum", "responseSchema": {"type": "STRING", "enum": ["calm", "angry"]}}}
+    assert answer_text(generate(fake, "lite", body)[1]) == "calm"
 
 
 def test_plain_text_is_a_chinese_phrase(fake: FakeGemini) -> None:

@@ -1,0 +1,61 @@
+"""Real photographs for tests: those that scikit-image's wheel carries in skimage/data (no download at run time).
+
+Subject boxes were measured by eye on 3-4× zoomed crops with a 10 px grid, at the subject's outermost pixels
+(±2 px); they are (left, top, right, bottom) with right and bottom exclusive, like PIL's boxes. `background`
+rectangles are parts of the box that show only background, read off the same crops with a margin.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from PIL import Image
+
+Box = tuple[int, int, int, int]
+
+
+@cache
+def data_dir() -> Path:
+    """skimage/data inside the installed wheel, found without importing scikit-image (and its SciPy)."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("scikit-image is not installed: it is in the `test` extra (pip install -e '.[test]')")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One photograph and, for a subject photo, where its subject is."""
+
+    file: str
+    size: tuple[int, int]
+    box: Box | None = None
+    background: tuple[Box, ...] = ()
+
+    @property
+    def path(self) -> Path:
+        """The file inside the installed scikit-image."""
+        return data_dir() / self.file
+
+    def open(self) -> Image.Image:
+        """The photo, loaded."""
+        with Image.open(self.path) as img:
+            img.load()
+            return img
+
+
+# Eileen Collins' NASA portrait: the person and the helmet she holds (hair top y=15, suit's left edge x=20, the
+# helmet's clamp x=505, cut by the bottom edge); the flag and the shuttle model beside her are background.
+PORTRAIT = Photo("astronaut.png", (512, 512), box=(20, 15, 506, 512),
+                 background=((0, 0, 100, 200), (372, 0, 470, 270)))
+# A tabby's face filling the frame up to its right ear (x=387); a blurred white and pink room behind it.
+CAT = Photo("chelsea.png", (451, 300), box=(0, 0, 388, 300), background=((0, 0, 20, 90),))
+# An espresso cup on its saucer with a spoon, seen from above on a wooden table (saucer x=77-479, rim top y=18).
+PRODUCT = Photo("coffee.png", (600, 400), box=(77, 18, 480, 387))
+# scikit-image's logo: a snake in a disc of radius ~240 at the centre, on white (RGBA, but opaque all over).
+LOGO = Photo("logo.png", (500, 500))
+# A photographed book page, printed English text ("Region-based segmentation ..."), greyscale.
+TEXT_PAGE = Photo("page.png", (384, 191))
