@@ -7,9 +7,13 @@ and actor systems are handed out first, so the long ones do not end the run alon
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from standins.fake_gemini import FakeGemini
 from tests import pg
+from tests.ports import free_port
 
 # Longest first: each starts several launchers or actor systems (a benchmark, a member, a kill under load).
 FIRST = ("tests/bench/", "tests/e2e/test_convention.py", "tests/chaos/", "tests/e2e/", "tests/actors/")
@@ -42,3 +46,17 @@ def pg_server() -> pg.PgServer:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop the PostgreSQL server (it was started by a fixture or by the e2e harness)."""
     pg.stop_shared()
+
+
+@pytest.fixture(scope="module")
+def fake_gemini_server() -> Iterator[FakeGemini]:
+    """The Gemini stand-in on a free loopback port, one per test module."""
+    with FakeGemini(port=free_port()) as fake:
+        yield fake
+
+
+@pytest.fixture()
+def fake_gemini(fake_gemini_server: FakeGemini) -> FakeGemini:
+    """The module's stand-in reset for this test: no faults, default answers, an empty log."""
+    fake_gemini_server.reset()
+    return fake_gemini_server

@@ -1,4 +1,5 @@
-"""Real photographs for tests: those that scikit-image's wheel carries in skimage/data (no download at run time).
+"""Real photographs for tests: six CC0 / public-domain photos from scikit-image's wheel, kept under
+tests/fixtures/photos (SOURCES.md says where each comes from and its licence).
 
 Subject boxes were measured by eye on 3-4× zoomed crops with a 10 px grid, at the subject's outermost pixels
 (±2 px); they are (left, top, right, bottom) with right and bottom exclusive, like PIL's boxes. `background`
@@ -7,9 +8,7 @@ rectangles are parts of the box that show only background, read off the same cro
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from PIL import Image
@@ -17,13 +16,7 @@ from PIL import Image
 Box = tuple[int, int, int, int]
 
 
-@cache
-def data_dir() -> Path:
-    """skimage/data inside the installed wheel, found without importing scikit-image (and its SciPy)."""
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("scikit-image is not installed: it is in the `test` extra (pip install -e '.[test]')")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+DATA_DIR = Path(__file__).resolve().parent / "fixtures" / "photos"
 
 
 @dataclass(frozen=True)
@@ -37,8 +30,8 @@ class Photo:
 
     @property
     def path(self) -> Path:
-        """The file inside the installed scikit-image."""
-        return data_dir() / self.file
+        """The file under tests/fixtures/photos."""
+        return DATA_DIR / self.file
 
     def open(self) -> Image.Image:
         """The photo, loaded."""

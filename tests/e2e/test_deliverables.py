@@ -1,6 +1,6 @@
 """What each order delivers, as the customer receives it, on the embedded default (no Gemini key) (SPEC §2's table).
 
-Real photographs (scikit-image's data), the launcher as a user runs it, the IM bridge simulator and a real SMTP
+Real photographs (tests/photos.py), the launcher as a user runs it, the IM bridge simulator and a real SMTP
 server. Each order names its operation, and the customer's e-mail address, in the first message with the photo; it
 is paid and mailed as soon as its result is ready. The tests read the mailed attachment: its type, bytes, size,
 shape, alpha, layers, SVG. tests/e2e/test_deliverables_keyed.py runs the same orders with a key.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -78,15 +77,6 @@ def orders(prefix: str) -> list[Order]:
         Order(f"{prefix}_psd", "layered", _bytes(photos.PORTRAIT.open(), "PNG"), "image/png", "做成分层psd"),
         Order(f"{prefix}_svg", "vectorize", _bytes(photos.LOGO.open(), "PNG"), "image/png", "帮我转矢量"),
     ]
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
 
 
 def start_shop(path: Any, smtp: SmtpSink, extra: dict[str, str] | None = None) -> Launcher:

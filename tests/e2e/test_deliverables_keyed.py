@@ -5,8 +5,6 @@ asked, at the model's own resolution, with no alpha) — and what it costs in im
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from standins.fake_gemini import FakeGemini
@@ -18,15 +16,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 # What only a model adds spends one call; a cut-out (U²-Net) and a resize (arithmetic) spend none.
 CALLS = {"enhance": 1, "resize": 0, "remove_bg": 0, "fix_old_photo": 1, "layered": 1, "vectorize": 1}
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
 
 
 def test_every_order_mails_the_file_it_names_and_spends_only_the_calls_it_needs(

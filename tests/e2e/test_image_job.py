@@ -29,15 +29,6 @@ MAIL_FAILED = "邮件发送失败了,您再发一次邮箱试试"
 
 
 @pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
-
-
-@pytest.fixture(scope="module")
 def files() -> Iterator[FileServer]:
     with FileServer() as server:
         yield server

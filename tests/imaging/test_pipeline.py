@@ -57,11 +57,11 @@ def test_every_operation_makes_the_file_its_order_names_from_a_real_photo(op: Op
 @pytest.mark.parametrize("op", [Operation.ENHANCE, Operation.FIX_OLD_PHOTO, Operation.LAYERED, Operation.VECTORIZE])
 def test_a_models_image_of_another_shape_is_brought_back_exactly(op: Operation, tmp_path: Path, save: SavePath
                                                                 ) -> None:
-    src = save(photo_like(size=(800, 600)), "four-three.png")
+    src = save(photo_like(size=(400, 300)), "four-three.png")
     made, spec = render(src, op, tmp_path, model=model_answer(src, (1024, 1024)))  # a model that squared it
     assert spec.model_ratio == "4:3" and spec.ratio == pytest.approx(4 / 3)
     if spec.format in (OutputFormat.PNG, OutputFormat.JPEG):
-        assert _open(made.path).size == (spec.width, spec.height) == (1600, 1200)
+        assert _open(made.path).size == (spec.width, spec.height) == (800, 600)
 
 
 def test_enhance_doubles_a_small_photo_and_sharpens(save: SavePath, tmp_path: Path) -> None:
@@ -117,13 +117,13 @@ def test_the_svg_parses_with_a_viewbox_and_few_enough_paths(tmp_path: Path) -> N
 
 
 def test_a_shape_asked_for_crops_and_a_time_does_not(save: SavePath, tmp_path: Path) -> None:
-    src = save(photo_like(size=(800, 600)), "p.png")
-    keep, _ = render(src, Operation.FIX_OLD_PHOTO, tmp_path / "keep", ratio="1:1")  # a legacy placeholder
-    wide, _ = render(src, Operation.FIX_OLD_PHOTO, tmp_path / "wide", ratio="16:9")
-    square, _ = render(src, Operation.FIX_OLD_PHOTO, tmp_path / "sq", "裁成1:1", ratio="1:1")
-    timed, _ = render(src, Operation.FIX_OLD_PHOTO, tmp_path / "t", "10:30前要")
-    assert _open(keep.path).size == _open(timed.path).size == (1600, 1200)
-    assert _open(wide.path).size == (1600, 900) and _open(square.path).size == (1200, 1200)
+    src = save(photo_like(size=(400, 300)), "p.png")
+    keep, _ = render(src, Operation.ENHANCE, tmp_path / "keep", ratio="1:1")  # a legacy placeholder
+    wide, _ = render(src, Operation.ENHANCE, tmp_path / "wide", ratio="16:9")
+    square, _ = render(src, Operation.ENHANCE, tmp_path / "sq", "裁成1:1", ratio="1:1")
+    timed, _ = render(src, Operation.ENHANCE, tmp_path / "t", "10:30前要")
+    assert _open(keep.path).size == _open(timed.path).size == (800, 600)
+    assert _open(wide.path).size == (800, 450) and _open(square.path).size == (600, 600)
 
 
 def test_perspective_fix_straightens_a_tilted_photo(save: SavePath, tmp_path: Path) -> None:

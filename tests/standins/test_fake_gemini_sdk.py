@@ -13,7 +13,7 @@ from google.genai import errors, types
 from PIL import Image
 
 from standins.fake_gemini import ConfigRequest, FakeGemini, FaultSpec, RiskAnswer
-from tests.harness import free_port, http
+from tests.harness import http
 
 IMAGE_MODEL = "gemini-2.5-flash-image"
 TEXT_MODEL = "gemini-2.5-flash-lite"
@@ -35,22 +35,11 @@ def photo(size: tuple[int, int], mode: str = "RGB", fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeGemini]:
-    with FakeGemini(port=free_port()) as fake:
-        yield fake
-
 
 @pytest.fixture()
-def fake(server: FakeGemini) -> FakeGemini:
-    server.reset()
-    return server
-
-
-@pytest.fixture()
-def client(fake: FakeGemini) -> Iterator[genai.Client]:
+def client(fake_gemini: FakeGemini) -> Iterator[genai.Client]:
     sdk = genai.Client(api_key="test-key", vertexai=False,
-                       http_options=types.HttpOptions(base_url=fake.base_url, api_version="v1beta"))
+                       http_options=types.HttpOptions(base_url=fake_gemini.base_url, api_version="v1beta"))
     yield sdk
     sdk.close()
 
@@ -80,7 +69,8 @@ def test_each_documented_ratio_gives_its_documented_size(client: genai.Client, r
     assert render(client, photo((300, 200)), ratio).size == DOCUMENTED_1K[ratio]
 
 
-def test_image_size_scales_the_table_and_only_documented_sizes_pass(client: genai.Client, fake: FakeGemini) -> None:
+def test_image_size_scales_the_table_and_only_documented_sizes_pass(client: genai.Client,
+                                                                    fake_gemini: FakeGemini) -> None:
     assert render(client, photo((300, 200)), "16:9", "2K").size == (2688, 1536)
     assert render(client, photo((300, 200)), "16:9", "1K").size == (1344, 768)
     with pytest.raises(errors.ClientError) as caught:
@@ -120,13 +110,14 @@ def test_transparency_is_flattened_away(client: genai.Client) -> None:
     assert min(result.getpixel((924, 512))) > 200  # transparent became opaque white, no alpha channel
 
 
-def test_an_undocumented_ratio_is_a_client_error_in_googles_words(client: genai.Client, fake: FakeGemini) -> None:
+def test_an_undocumented_ratio_is_a_client_error_in_googles_words(client: genai.Client,
+                                                                  fake_gemini: FakeGemini) -> None:
     for ratio in ("7:3", "2:1", "800x600"):
         with pytest.raises(errors.ClientError) as caught:
             render(client, photo((300, 200)), ratio)
         assert (caught.value.code, caught.value.status) == (400, "INVALID_ARGUMENT")
         assert "aspect_ratio must be one of '1:1', '2:3'" in (caught.value.message or "")
-    assert [e["outcome"] for e in fake.requests()] == ["400"] * 3
+    assert [e["outcome"] for e in fake_gemini.requests()] == ["400"] * 3
 
 
 def test_images_gemini_cannot_read_are_refused(client: genai.Client) -> None:
@@ -138,8 +129,8 @@ def test_images_gemini_cannot_read_are_refused(client: genai.Client) -> None:
     assert caught.value.code == 400 and caught.value.message == "Provided image is not valid."
 
 
-def test_a_configured_answer_outside_the_enum_does_not_leak(client: genai.Client, fake: FakeGemini) -> None:
-    fake.configure(ConfigRequest(risk=RiskAnswer(verdict="decline", reason="身份证")))
+def test_a_configured_answer_outside_the_enum_does_not_leak(client: genai.Client, fake_gemini: FakeGemini) -> None:
+    fake_gemini.configure(ConfigRequest(risk=RiskAnswer(verdict="decline", reason="身份证")))
     schema = types.Schema(type=types.Type.OBJECT, required=["risk_verdict", "risk_reason"], properties={
         "risk_verdict": types.Schema(type=types.Type.STRING, enum=["accept", "human"]),
         "risk_reason": types.Schema(type=types.Type.STRING)})
@@ -148,13 +139,13 @@ def test_a_configured_answer_outside_the_enum_does_not_leak(client: genai.Client
     assert structured(client, response_schema=schema)["risk_verdict"] == "decline"
 
 
-def test_the_qa_score_is_clamped_into_the_schemas_range(client: genai.Client, fake: FakeGemini) -> None:
+def test_the_qa_score_is_clamped_into_the_schemas_range(client: genai.Client, fake_gemini: FakeGemini) -> None:
     def qa(low: int, high: int, kind: str = "integer") -> dict[str, Any]:
         return {"type": "object", "required": ["score", "reason"], "properties": {
             "score": {"type": kind, "minimum": low, "maximum": high}, "reason": {"type": "string"}}}
 
     assert structured(client, response_json_schema=qa(0, 10))["score"] == 10
-    fake.configure(ConfigRequest(qa_score=30))
+    fake_gemini.configure(ConfigRequest(qa_score=30))
     assert structured(client, response_json_schema=qa(50, 100, "number"))["score"] == 50
     assert structured(client, response_json_schema=qa(0, 100))["score"] == 30
     upper = types.Schema(type=types.Type.OBJECT, required=["score"], properties={
@@ -188,8 +179,8 @@ def test_answers_take_the_schemas_shape(client: genai.Client) -> None:
     assert list(value) == ["b", "a"] and value == {"b": "示", "a": [1, False]}
 
 
-def test_counts_by_kind_and_image_outcome_and_reset_clears_them(client: genai.Client, fake: FakeGemini) -> None:
-    fake.add_faults([FaultSpec(kind="429", retry_delay_s=0)], model="image")
+def test_counts_by_kind_and_image_outcome_and_reset_clears_them(client: genai.Client, fake_gemini: FakeGemini) -> None:
+    fake_gemini.add_faults([FaultSpec(kind="429", retry_delay_s=0)], model="image")
     with pytest.raises(errors.ClientError):
         render(client, photo((30, 20)), "1:1")
     render(client, photo((30, 20)), "1:1")
@@ -198,9 +189,10 @@ def test_counts_by_kind_and_image_outcome_and_reset_clears_them(client: genai.Cl
         render(client, photo((30, 20)), "5:3")
     structured(client, response_json_schema={"type": "object"})
     client.models.generate_content(model=TEXT_MODEL, contents="你好")
-    status, counts = http("GET", f"{fake.base_url}/_control/counts")
+    status, counts = http("GET", f"{fake_gemini.base_url}/_control/counts")
     assert status == 200
     assert counts == {"image": 4, "json": 1, "text": 1, "image_ok": 2, "image_429": 1, "image_400": 1}
-    assert counts == fake.counts()
-    http("POST", f"{fake.base_url}/_control/reset")
-    assert http("GET", f"{fake.base_url}/_control/counts")[1] == {"image": 0, "json": 0, "text": 0, "image_ok": 0}
+    assert counts == fake_gemini.counts()
+    http("POST", f"{fake_gemini.base_url}/_control/reset")
+    assert http("GET", f"{fake_gemini.base_url}/_control/counts")[1] == {
+        "image": 0, "json": 0, "text": 0, "image_ok": 0}
