@@ -115,7 +115,8 @@ class Settings(BaseSettings):
         if not self.IM_BRIDGE_URL:
             parts.append("IM bridge: built-in simulator")
         if self.GEMINI_API_KEY is None:
-            parts.append("renderer: local Pillow renderer and offline OCR (no GEMINI_API_KEY)")
+            parts.append("renderer: every step local (Pillow, OpenCV, U²-Net, vtracer) and offline OCR "
+                         "(no GEMINI_API_KEY)")
         if not self.TUHUI_DISPATCH_URL:
             parts.append("designer dispatch: built-in stand-in")
         if self.WECHAT_WEBHOOK is None:
