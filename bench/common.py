@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -43,9 +45,16 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def temp_dir(prefix: str) -> Path:
+    """A new temporary directory, removed when the benchmark exits (its launchers are stopped by then)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def launcher(env: dict[str, str] | None = None) -> Launcher:
     """A launcher on free ports in a fresh DATA_DIR, started and healthy."""
-    shop = Launcher(Path(tempfile.mkdtemp(prefix="bench-")), env or {})
+    shop = Launcher(temp_dir("bench-"), env or {})
     try:
         return shop.start()
     except BaseException:

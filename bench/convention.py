@@ -17,12 +17,11 @@ here, not what a second machine adds.
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import header, parser
+from bench.common import header, parser, temp_dir
 from standins.fake_gemini import FakeGemini, FaultSpec
 from tests import pg
 from tests.e2e.test_image_job import ASK_EMAIL, pay, send_photo, texts
@@ -45,7 +44,7 @@ class Convention:
     """A leader, and with two systems a member that hosts conversations and every render worker."""
 
     def __init__(self, systems: int, fake: FakeGemini) -> None:
-        data_dir = Path(tempfile.mkdtemp(prefix="bench-convention-"))
+        data_dir = temp_dir("bench-convention-")
         url = database_url(data_dir)
         self.leader = Launcher(data_dir, {
             "GEMINI_API_KEY": "bench-key", "GEMINI_BASE_URL": fake.base_url, "DEBOUNCE_S": "0.1",
