@@ -115,10 +115,6 @@ class _Result:
     score: int
 
 
-class _Broken(Exception):
-    """An attempt whose file broke the order's contract: it counts as failed and is re-rendered."""
-
-
 def render_job(settings: Settings, key: str, payload: dict[str, Any], gemini: GeminiClient | None) -> Outcome:
     """Render, check the deliverable's contract, quality-check and re-render up to RENDER_MAX_ATTEMPTS; leave
     `render_done` (the best result) or `render_failed`."""
@@ -145,7 +141,7 @@ def render_job(settings: Settings, key: str, payload: dict[str, Any], gemini: Ge
                                time.time(), system=placement.this_system(), operation=spec.operation.value)
             try:
                 result = _attempt(gemini, source, photo, spec, request, out_dir, n)
-            except _Broken as exc:
+            except contract.ContractBroken as exc:  # a failed attempt: re-rendered, never sent
                 log.warning("job %s: attempt %d broke the order's contract: %s", request.job_id, n, exc)
                 jobs.finish_attempt(request.render_id, n, time.time(), error=f"{CONTRACT}{exc}")
                 broken.append(str(exc))
@@ -195,10 +191,7 @@ def _attempt(gemini: GeminiClient | None, source: Path, photo: Image.Image, spec
             model_result = opened.copy()
     result = pipeline.finish(spec, photo, model_result, request.words)
     made = pipeline.write(spec, result, out_dir, f"{request.render_id}-{n}")
-    try:
-        contract.check(made.path, spec)
-    except contract.ContractBroken as exc:
-        raise _Broken(str(exc)) from None
+    contract.check(made.path, spec)
     return _Result(n, str(made.path), str(made.preview_path), made.mime, _score(gemini, source, made, spec, request))
 
 
