@@ -42,11 +42,15 @@ class Load:
         while not self.stop.is_set():
             body = task_body(f"T_CH_{i}", f"cc_{i % 25}", {"type": "customer_reply", "keyword": f"ok{i}"},
                              {"type": "send_message", "message": f"m{i}"})
-            while not self.stop.is_set():  # Tianwang re-posts until it gets an answer; receive is idempotent
+            # Tianwang re-posts until it gets an answer (receive is idempotent), even once the load stops: a post
+            # whose answer was lost to a kill may be stored, and a stored task's customer must get the reply.
+            sent = False
+            while not self.posting_done.is_set() and (sent or not self.stop.is_set()):
                 try:
                     status, _ = self.shop.post_task(body)
                 except (OSError, HTTPException) as exc:
                     self.errors[type(exc).__name__] += 1
+                    sent = True
                     time.sleep(0.05)
                     continue
                 if status == 200:
