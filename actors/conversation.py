@@ -18,9 +18,11 @@ from thespian.actors import ActorAddress, ActorExitRequest
 from actors import placement
 from actors.base import ServiceActor, now
 from actors.json_logs import bind_process
+from core import burst
 from core import image_job as jm
 from core.customer_events import JOB_KINDS, job_input
-from persistence import handoffs, jobs, messages
+from core.order import Order
+from persistence import handoffs, jobs, messages, orders
 from persistence.models import JobEvent
 from protocol.image import Analysis, JobState
 from protocol.messages import (
@@ -152,17 +154,17 @@ class ConversationActor(ServiceActor):
         if not rows:
             return
         inputs = [x for x in (job_input(item) for _, item in rows) if x is not None]
-        photo_ids = [job_id_for(self.customer_id, i.msg_id) for i in inputs if isinstance(i, jm.PhotoIn)]
+        photo_ids = [job_id_for(self.customer_id, i.msg_id) for i in inputs if isinstance(i, burst.PhotoIn)]
         image_enabled = self.settings.IMAGE_MODULE_ENABLED
 
         def decide() -> jobs.Decision:
-            active = jobs.active_jobs(self.customer_id)
-            result = jm.handle_burst(active, inputs, iter(photo_ids).__next__, image_enabled, now(),
-                                     customer_id=self.customer_id, last_job=jobs.last_job(self.customer_id),
-                                     open_handoff=handoffs.has_open(self.customer_id))
-            return jobs.Decision(customer_id=self.customer_id, cause=f"m:{rows[0][1].msg_id}", steps=list(result.steps),
-                                 loose_effects=tuple(result.loose_effects),
-                                 before={j.job_id: j.version for j in active}, message_ids=[r for r, _ in rows])
+            known = jobs.known(self.customer_id)
+            result = burst.handle_burst(known.active, inputs, iter(photo_ids).__next__, image_enabled, now(),
+                                        customer_id=self.customer_id, last_job=known.last,
+                                        open_handoff=handoffs.has_open(self.customer_id), orders=known.orders,
+                                        others=known.others)
+            return self._decision(f"m:{rows[0][1].msg_id}", result, [*known.active, *known.others], known.orders,
+                                  message_ids=[r for r, _ in rows])
 
         self._commit(decide)
         if len(rows) == 200:  # more waiting than one decision takes
@@ -172,26 +174,42 @@ class ConversationActor(ServiceActor):
         for ev in jobs.unprocessed_events(self.customer_id):
             self._commit(lambda ev=ev: self._decide_outcome(ev))
 
+    def _decision(self, cause: str, result: burst.BurstResult, loaded: list[jm.Job], orders: list[Order],
+                  **consumed: Any) -> jobs.Decision:
+        return jobs.Decision(customer_id=self.customer_id, cause=cause, steps=list(result.steps),
+                             loose_effects=tuple(result.loose_effects), before={j.job_id: j.version for j in loaded},
+                             orders=result.orders, orders_before={o.order_key: o.version for o in orders}, **consumed)
+
     def _decide_outcome(self, ev: JobEvent) -> jobs.Decision:
+        cause, payload = f"e:{ev.id}", json.loads(ev.payload)
         if not ev.job_id:  # a hand-off or look-up tied to no job
-            return jobs.Decision(customer_id=self.customer_id, cause=f"e:{ev.id}", steps=[], event_ids=[ev.id],
-                                 loose_effects=jm.loose_outcome(ev.kind, json.loads(ev.payload)))
+            return jobs.Decision(customer_id=self.customer_id, cause=cause, steps=[], event_ids=[ev.id],
+                                 loose_effects=jm.loose_outcome(ev.kind, payload))
+        if ev.kind in ("order_mail_sent", "order_mail_failed"):
+            found = orders.load([ev.job_id])
+            if not found:
+                return jobs.Decision(customer_id=self.customer_id, cause=cause, steps=[], event_ids=[ev.id])
+            members = jobs.load_jobs(list(found[0].job_ids))
+            result = burst.handle_order_mail(members, found[0], ev.kind == "order_mail_sent", payload["seq"],
+                                             payload["jobs"], now(), payload.get("error", ""))
+            return self._decision(cause, result, members, found, event_ids=[ev.id])
         job = jobs.load_job(ev.job_id)
         event, extras = core_event(ev)
-        decision = jobs.Decision(customer_id=self.customer_id, cause=f"e:{ev.id}", steps=[], event_ids=[ev.id],
+        decision = jobs.Decision(customer_id=self.customer_id, cause=cause, steps=[], event_ids=[ev.id],
                                  extras={ev.job_id: extras} if job is not None and extras else {})
         if job is None or event is None:
             self.log.warning("conversation %s: outcome %s of job %s has nothing to apply to", self.customer_id,
                              ev.kind, ev.job_id)
             return decision
+        members, found = jobs.order_context(job)
         try:
-            step = jm.step(job, event, now())
+            result = burst.handle_outcome(members, found, job.job_id, event, now(), self.settings.IMAGE_MODULE_ENABLED)
         except jm.IllegalJobEvent as exc:
             self.log.warning("conversation %s: %s (outcome %s dropped)", self.customer_id, exc, ev.id)
             return decision
-        decision.steps = [step]
-        decision.before = {job.job_id: job.version}
-        return decision
+        done = self._decision(cause, result, members, found, event_ids=[ev.id])
+        done.extras = decision.extras
+        return done
 
     def _operator_handoff(self, msg: OperatorHandOff) -> None:
         """A console operator hands a job to a designer: the machine's Transfer with rule `operator`; answered to

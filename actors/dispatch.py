@@ -26,7 +26,7 @@ from thespian.actors import ActorAddress
 from actors.base import ServiceActor
 from actors.bridge import ThreadBridge
 from actors.json_logs import ids_in, log_ids
-from integrations.mailer import MailError, build_result_mail, mailer_from_settings
+from integrations.mailer import MailError, build_files_mail, build_result_mail, mailer_from_settings, split_by_size
 from integrations.tuhui import DispatchClient, DispatchError, DispatchRejected
 from integrations.wechat import MESSAGES_PER_MINUTE, RateWindow, WebhookError, merge_notifications, post_markdown
 from persistence import handoffs, jobs, outbox
@@ -177,9 +177,12 @@ class DispatchLoop:
             p = outbox.payload_of(row)
             with log_ids(**ids_in(p)):  # the mailer's lines name the job and customer
                 try:
-                    msg = build_result_mail(p["to"], self.mailer.sender, MAIL_SUBJECT, MAIL_BODY, Path(p["attachment"]),
-                                            p["message_id"])
-                    await self._db(self.mailer.send, msg)
+                    if "attachments" in p:
+                        await self._mail_order(row.key, p)
+                    else:
+                        msg = build_result_mail(p["to"], self.mailer.sender, MAIL_SUBJECT, MAIL_BODY,
+                                                Path(p["attachment"]), p["message_id"])
+                        await self._db(self.mailer.send, msg)
                 except MailError as exc:
                     if exc.permanent or row.attempts + 1 >= MAIL_TRIES:
                         await self._outcome(row.key, p, False, str(exc))
@@ -192,6 +195,25 @@ class DispatchLoop:
                     await self._outcome(row.key, p, False, f"cannot build the mail: {type(exc).__name__}")
                     continue
                 await self._outcome(row.key, p, True, None)
+
+    async def _mail_order(self, key: str, p: dict[str, Any]) -> None:
+        """An order's results in one mail, or in numbered mails when together they pass the server's limit; each
+        part sent is recorded, so a retry after a crash sends only the parts still to go."""
+        files = [(path, f"第{a['number']}张{path.suffix}" if a["number"] else path.name)
+                 for a in p["attachments"] for path in [Path(a["path"])]]
+        limit = await self._db(self.mailer.size_limit)
+        parts = split_by_size([f.stat().st_size for f, _ in files], limit)
+        for n, part in enumerate(parts, start=1):
+            if n in p.get("parts_sent", []):
+                continue
+            several = len(parts) > 1
+            subject = f"{MAIL_SUBJECT}({n}/{len(parts)})" if several else MAIL_SUBJECT
+            message_id = p["message_id"].replace("@", f".p{n}@") if several else p["message_id"]
+            msg = build_files_mail(p["to"], self.mailer.sender, subject, MAIL_BODY, [files[i] for i in part],
+                                   message_id)
+            await self._db(self.mailer.send, msg)
+            p["parts_sent"] = [*p.get("parts_sent", []), n]
+            await self._db(outbox.replace_payload, key, p, time.time())
 
     async def _outcome(self, key: str, p: dict[str, Any], ok: bool, error: str | None) -> None:
         event_id = await self._db(_mail_outcome, key, p, ok, error)
@@ -282,6 +304,8 @@ def _markdown(p: dict[str, Any]) -> str:
 _EVENT_TITLES = {
     "mail_failed": "邮件发送失败",
     "qa_failed": "质检没过,结果已发客户,请检查",
+    "underpaid": "付款不够,还没开始做",
+    "overpaid": "客户多付了,请退款",
     "dispatch_new": "新派单",
     "dispatch_queued": "派单排队中(没有设计师在线)",
     "dispatch_failing": "派单系统连不上",
@@ -291,8 +315,15 @@ _EVENT_TITLES = {
 def _mail_outcome(key: str, p: dict[str, Any], ok: bool, error: str | None) -> int | None:
     t = time.time()
     with atomic():
-        event_id = jobs.settle(key, "delivered" if ok else "failed", "mail_sent" if ok else "mail_failed",
-                               p["customer_id"], p["job_id"], {"seq": p["seq"], "error": error or ""}, t, error=error)
+        if "order_key" in p:  # an order's mail: its outcome goes to the order
+            kind = "order_mail_sent" if ok else "order_mail_failed"
+            event_id = jobs.settle(key, "delivered" if ok else "failed", kind, p["customer_id"], p["order_key"],
+                                   {"seq": p["seq"], "error": error or "",
+                                    "jobs": [a["job_id"] for a in p["attachments"]]}, t, error=error)
+        else:
+            event_id = jobs.settle(key, "delivered" if ok else "failed", "mail_sent" if ok else "mail_failed",
+                                   p["customer_id"], p["job_id"], {"seq": p["seq"], "error": error or ""}, t,
+                                   error=error)
         if event_id is not None:
             Conversation.update(email=p["to"], email_status="sent" if ok else "failed").where(
                 Conversation.customer_id == p["customer_id"]).execute()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import image_job as jm
+from core import burst as bm
 from protocol.im import MessageKind
 from protocol.messages import InboundItem
 
@@ -31,16 +31,16 @@ def _order(content: Any) -> tuple[str, float]:
     return str(content or ""), 0.0
 
 
-def job_input(item: InboundItem) -> jm.Input | None:
+def job_input(item: InboundItem) -> bm.Input | None:
     """The image-job machine's view of a message; None for kinds it does not take (staff)."""
     if item.kind is MessageKind.TEXT:
-        return jm.TextIn(msg_id=item.msg_id, text=str(item.content))
+        return bm.TextIn(msg_id=item.msg_id, text=str(item.content))
     if item.kind is MessageKind.IMAGE:
-        return jm.PhotoIn(msg_id=item.msg_id, url=str(item.content))
+        return bm.PhotoIn(msg_id=item.msg_id, url=str(item.content))
     if item.kind is MessageKind.PAYMENT:
         order_id, amount = _order(item.content)
-        return jm.PaymentIn(msg_id=item.msg_id, order_id=order_id, amount=amount)
+        return bm.PaymentIn(msg_id=item.msg_id, order_id=order_id, amount=amount)
     if item.kind is MessageKind.ORDER:
         order_id, amount = _order(item.content)
-        return jm.OrderIn(msg_id=item.msg_id, order_id=order_id, amount=amount)
+        return bm.OrderIn(msg_id=item.msg_id, order_id=order_id, amount=amount)
     return None

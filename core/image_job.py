@@ -75,7 +75,7 @@ handle_burst routes one customer's messages to these events (photos first; see i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from core import pricing, replies, words
@@ -142,6 +142,8 @@ class Job:
     handoff_status: str = ""  # "" | asked | queued | assigned | done
     designer: str = ""
     done_by: str = ""  # "staff" when a designer completed it
+    order_key: str = ""  # the order it belongs to (core.order); "" for a job from before orders
+    number: int = 0  # its number in an order of several (1, 2, …); 0 when it is the order's only photo
 
     @classmethod
     def new(cls, job_id: str, customer_id: str, url: str) -> Job:
@@ -169,6 +171,7 @@ class Analyzed:
 
     name: ClassVar[str] = "analyzed"
     analysis: Analysis
+    quote: bool = True  # say the quote; False when the order speaks for it (several photos, a payment waiting)
 
 
 @dataclass(frozen=True)
@@ -271,6 +274,29 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class Numbered:
+    """The job's order now holds several photos: this one is number `number`."""
+
+    name: ClassVar[str] = "numbered"
+    number: int
+
+
+@dataclass(frozen=True)
+class Revise:
+    """The customer named this photo's result as wrong ("第二张颜色不对"): note is what to change, or "" to ask."""
+
+    name: ClassVar[str] = "revise"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class OrderMailed:
+    """The order's mail carrying this job's result went out."""
+
+    name: ClassVar[str] = "order_mailed"
+
+
+@dataclass(frozen=True)
 class HandOffQueued:
     """No designer was online: the dispatch task waits in the queue."""
 
@@ -297,7 +323,7 @@ class HandOffCompleted:
 Event = (
     PhotoReceived | Analyzed | AnalysisFailed | CustomerText | PhotoAsNote | PaymentReceived | RenderDone
     | RenderFailed | MailSent | MailFailed | Superseded | Cancel | Transfer | HandOffQueued | HandOffAssigned
-    | HandOffCompleted
+    | HandOffCompleted | Numbered | Revise | OrderMailed
 )
 
 
@@ -469,6 +495,11 @@ def step(job: Job, event: Event, now: float) -> Step:
     return draft.step()
 
 
+def _alone(d: _Draft) -> bool:
+    """Whether the job speaks for itself: the only photo of its order (an order of several speaks once for all)."""
+    return d.job.number == 0
+
+
 def _staff(d: _Draft, event: str, what: str) -> None:
     d.emit(NotifyStaff(event, f"客户 {d.job.customer_id} 的图片单 {d.job.job_id}:{what}"))
 
@@ -510,7 +541,8 @@ def _analyzed(d: _Draft, e: Analyzed) -> None:
     d.set(risk=a.risk.value, risk_reason=a.risk_reason)
     if a.risk is RiskVerdict.DECLINE and not d.job.paid:
         d.move(_S.CANCELLED)
-        d.say(replies.risk_declined(a.risk_rule))
+        if _alone(d):
+            d.say(replies.risk_declined(a.risk_rule))
         return
     if a.risk is not RiskVerdict.ACCEPT:  # a person decides (and refunds, when a declined photo was paid for)
         _hand_off(d, "risk_" + a.risk.value, f"风险评估:{a.risk_reason}")
@@ -519,11 +551,13 @@ def _analyzed(d: _Draft, e: Analyzed) -> None:
     d.set(price=price, complexity=a.complexity, has_text=a.has_text)
     d.move(_S.PENDING)
     if not d.job.paid:
-        d.say(replies.quote(d.job.operation, price, e.analysis.has_text))
+        if e.quote and _alone(d):
+            d.say(replies.quote(d.job.operation, price, e.analysis.has_text))
         return
     d.move(_S.PAID)
     if not d.job.manual:
-        d.say(replies.PAID)
+        if _alone(d):
+            d.say(replies.PAID)
         _start_render(d)
 
 
@@ -536,7 +570,8 @@ def _analysis_failed(d: _Draft, e: AnalysisFailed) -> None:
         _hand_off(d, "analysis_failed", f"已付款(订单 {d.job.order_id}),但图片读不了({e.reason}),请联系客户要图或退款")
         return
     d.move(_S.FAILED)
-    d.say(replies.photo_unreadable(e.reason))
+    if _alone(d):
+        d.say(replies.photo_unreadable(e.reason))
 
 
 def _layout(d: _Draft, text: str) -> None:
@@ -553,6 +588,34 @@ def _revision_note(d: _Draft, note: str) -> None:
     d.emit(RecordChange(ChangeType.ADD_REQUIREMENT, None, note, "customer", True))
     d.say(replies.REDO)
     _start_render(d)
+
+
+def _revise(d: _Draft, e: Revise) -> None:
+    if d.job.done_by == "staff":
+        return  # a designer delivered this job; the designer answers
+    if d.job.state is _S.REVISION and e.note:
+        _revision_note(d, e.note)
+        return
+    if d.job.state not in (_S.AWAITING_CONFIRM, _S.COMPLETED):
+        raise d.illegal()
+    d.move(_S.REVISION)
+    if e.note:
+        _revision_note(d, e.note)
+    else:
+        d.say(replies.ASK_REVISION)
+
+
+def _numbered(d: _Draft, e: Numbered) -> None:
+    if e.number < 1:
+        raise d.illegal()
+    d.set(number=e.number)
+
+
+def _order_mailed(d: _Draft, e: OrderMailed) -> None:
+    if d.job.state is _S.AWAITING_CONFIRM:
+        d.move(_S.COMPLETED)
+    elif d.job.state not in (_S.COMPLETED, _S.PROCESSING, _S.REVISION, _S.TRANSFERRED):
+        raise d.illegal()
 
 
 def _customer_text(d: _Draft, e: CustomerText) -> None:
@@ -613,7 +676,7 @@ def _unpaid_text(d: _Draft, text: str, wanted: Operation | None) -> None:
     if wanted is not None and wanted is not d.job.operation:
         d.emit(RecordChange(ChangeType.MODIFY_OPERATION, d.job.operation.value, wanted.value, "customer", True))
         d.set(operation=wanted, operation_explicit=True)
-        if pending:
+        if pending and _alone(d):
             d.say(replies.operation_changed(wanted, d.job.price))
         return
     if wanted is not None:
@@ -640,10 +703,12 @@ def _payment(d: _Draft, e: PaymentReceived) -> None:
             d.move(_S.PAID)
         _hand_off(d, "payment_manual", f"已付款(订单 {e.order_id},{e.amount:g}元),自动处理已暂停,请设计师处理")
     elif d.job.state is _S.QUOTING:
-        d.say(replies.PAID_WHILE_QUOTING)
+        if _alone(d):
+            d.say(replies.PAID_WHILE_QUOTING)
     else:
         d.move(_S.PAID)
-        d.say(replies.PAID)
+        if _alone(d):
+            d.say(replies.PAID)
         _start_render(d)
 
 
@@ -656,6 +721,10 @@ def _render_done(d: _Draft, e: RenderDone) -> None:
     if not e.qa_passed:  # SPEC §2: the best of the last attempts still goes out, and staff check it
         _staff(d, "qa_failed", f"结果质检没过(最好一次得分 {e.score}),已发给客户,请检查效果,需要时跟进或重做")
     d.move(_S.AWAITING_CONFIRM)
+    if not _alone(d):  # numbered; the order asks for the e-mail once every result is out
+        d.say(replies.result_numbered(d.job.number))
+        d.emit(SendImage(e.preview_url))
+        return
     d.emit(SendImage(e.preview_url))
     if d.job.email is not None:
         d.say(replies.RESULT_AND_MAILING)
@@ -764,143 +833,13 @@ _HANDLERS: dict[type, Callable[[_Draft, Any], None]] = {
     HandOffQueued: _handoff_queued,
     HandOffAssigned: _handoff_assigned,
     HandOffCompleted: _handoff_completed,
+    Numbered: _numbered,
+    Revise: _revise,
+    OrderMailed: _order_mailed,
 }
 
 
-# -- a burst of one customer's messages --------------------------------------------------------------
-@dataclass(frozen=True)
-class TextIn:
-    """A text message."""
-
-    msg_id: str
-    text: str
-
-
-@dataclass(frozen=True)
-class PhotoIn:
-    """A photo (its URL)."""
-
-    msg_id: str
-    url: str
-
-
-@dataclass(frozen=True)
-class PaymentIn:
-    """A payment notice."""
-
-    msg_id: str
-    order_id: str
-    amount: float
-
-
-@dataclass(frozen=True)
-class OrderIn:
-    """An order notice (recorded by the caller; no job effect)."""
-
-    msg_id: str
-    order_id: str
-    amount: float
-
-
-Input = TextIn | PhotoIn | PaymentIn | OrderIn
-
-
-@dataclass(frozen=True)
-class BurstResult:
-    """The steps a burst made, in order (a job may appear several times: its last step holds its final form),
-    and effects tied to no job."""
-
-    steps: list[Step] = field(default_factory=list)
-    loose_effects: tuple[Effect, ...] = ()
-
-
-def jobs_after(result: BurstResult) -> dict[str, Job]:
-    """Each job the burst touched, in its final form."""
-    return {s.job.job_id: s.job for s in result.steps}
-
-
-def handle_burst(active: list[Job], inputs: list[Input], new_job_id: Callable[[], str], image_enabled: bool,
-                 now: float, *, customer_id: str, last_job: Job | None = None,
-                 open_handoff: bool = False) -> BurstResult:
-    """Apply one customer's burst of messages to their live jobs (oldest first); no-op steps are left out.
-
-    Photos go first, so words and photo in either order make one quote. A photo is a revision note when the
-    newest job is in revision, replaces an unpaid job from before the burst, and otherwise starts a job;
-    new_job_id is called once per photo, in order. Texts go to the jobs this burst started, else to the newest
-    live job; a payment goes to the job with its order id, else the newest unpaid one.
-
-    Words asking for a person hand the newest live job (or, with none, the customer) to a designer, once:
-    open_handoff says a hand-off of this customer is still open. Words asking to find an image (找图, 原图)
-    make the burst's photos references rather than jobs, and look up by the first one, else by the newest
-    job (live, else last_job).
-    """
-    jobs: dict[str, Job] = {j.job_id: j for j in active}
-    started: list[str] = []
-    steps: list[Step] = []
-    loose: list[Effect] = []
-    handed_off = open_handoff
-
-    def live() -> list[Job]:
-        return [j for j in jobs.values() if j.state not in ENDED]
-
-    def apply(job: Job, event: Event) -> None:
-        result = step(job, event, now)
-        if result.effects or result.moves or result.job != job:
-            steps.append(result)
-            jobs[job.job_id] = result.job
-
-    photos = [i for i in inputs if isinstance(i, PhotoIn)]
-    texts = [i for i in inputs if isinstance(i, TextIn)]
-    finds = [t for t in texts if words.wants_found_image(t.text)]
-    if finds:
-        reference = live()[-1] if live() else last_job
-        if photos:
-            loose.append(FindImage(reference_url=photos[0].url, job_id=None))
-        elif reference is not None:
-            loose.append(FindImage(reference_url=None, job_id=reference.job_id))
-        else:
-            loose.append(Reply(replies.ASK_FIND_REFERENCE))
-        photos = []
-    rest = [i for i in inputs if not isinstance(i, PhotoIn) and i not in finds]
-    for item in [*photos, *rest]:
-        if isinstance(item, PhotoIn):
-            job_id = new_job_id()
-            newest = (live() or [None])[-1]
-            if newest is not None and newest.state is _S.REVISION:
-                apply(newest, PhotoAsNote(item.url))
-                continue
-            if (newest is not None and newest.state in UNPAID and not newest.paid
-                    and newest.job_id not in started):
-                apply(newest, Superseded())
-            begun = start_job(job_id, customer_id, item.url, now)
-            steps.append(begun)
-            jobs[job_id] = begun.job
-            started.append(job_id)
-        elif isinstance(item, TextIn):
-            targets = [jobs[j] for j in started if jobs[j].state not in ENDED] or live()[-1:]
-            if words.wants_human(item.text):
-                if targets:
-                    apply(targets[-1], Transfer("customer_asked", f"客户要求人工:{item.text[:60]}"))
-                elif handed_off:
-                    loose.append(Reply(replies.ALREADY_HANDED_OFF))
-                else:
-                    loose.append(HandOff("customer_asked", f"客户要求人工:{item.text[:60]}"))
-                handed_off = True
-                continue
-            if not targets and words.detect_operation(item.text) is not None:
-                loose.append(Reply(replies.ASK_FOR_PHOTO))
-            for target in targets:
-                apply(target, CustomerText(item.text))
-        elif isinstance(item, PaymentIn):
-            target = _payment_target(live(), item.order_id)
-            if target is None:
-                loose.append(HandOff("payment_without_image",
-                                     f"客户付款了(订单 {item.order_id},{item.amount:g}元),但没有找到待付款的图片"))
-            else:
-                apply(target, PaymentReceived(item.order_id, item.amount, image_enabled))
-    return BurstResult(steps=steps, loose_effects=tuple(loose))
-
-
+# -- outcomes tied to no job ------------------------------------------------------------------------
 def loose_outcome(kind: str, payload: dict[str, Any]) -> tuple[Effect, ...]:
     """What an executor's outcome tied to no job means for the customer (hand-offs and image look-ups)."""
     if kind == "handoff_queued":
@@ -914,13 +853,3 @@ def loose_outcome(kind: str, payload: dict[str, Any]) -> tuple[Effect, ...]:
     if kind == "find_none":
         return (HandOff("find_image", f"客户要找图,档案和素材里没找到({payload.get('looked_for', '')})"),)
     return ()
-
-
-def _payment_target(live: list[Job], order_id: str) -> Job | None:
-    """The job a payment is for: the one already paid by this order (a repeated notice), else the newest unpaid."""
-    if order_id:
-        for job in live:
-            if job.paid and job.order_id == order_id:
-                return job
-    unpaid = [j for j in live if j.state in UNPAID and not j.paid]
-    return unpaid[-1] if unpaid else None

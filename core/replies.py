@@ -86,3 +86,72 @@ _DECLINED_OTHER = "不好意思,这张图我们这边不能处理哈,有别的�
 def risk_declined(rule: str) -> str:
     """A polite refusal of a photo the shop will not take, by the risk rule that refused it."""
     return _DECLINED.get(rule, _DECLINED_OTHER)
+
+
+# -- orders of several photos ---------------------------------------------------------------------
+ASK_WHICH = "哪一张要改呢?说第几张就行,都要改就说都不行"
+EMAIL_ORDER_NOTED = "邮箱记下了,都做好了一起发您"
+_CN_COUNT = {2: "两", 3: "三", 4: "四", 5: "五", 6: "六", 7: "七", 8: "八", 9: "九", 10: "十"}
+
+
+def count_of(n: int) -> str:
+    """How many photos, as a customer says it: 两张, 三张, 12张."""
+    return f"{_CN_COUNT.get(n, n)}张"
+
+
+def result_numbered(number: int) -> str:
+    """A result of an order of several, sent just before its picture."""
+    return f"第{number}张做好了,您看一下"
+
+
+def order_quote(lines: list[str], payable: int, total: int, has_text: bool) -> str:
+    """One quote for an order of several photos: a line per photo, then the total of what can be done."""
+    head = "图里有文字的按文字精修算," if has_text else ""
+    if payable == 0:
+        return "\n".join([f"{head}这几张帮您看了:", *lines, "这几张都做不了哈,有别的照片可以发我"])
+    return "\n".join([f"{head}这几张帮您看了:", *lines,
+                      f"{count_of(payable)}一共{total}元,拍下付款后马上给您做" if payable > 1
+                      else f"一共{total}元,拍下付款后马上给您做"])
+
+
+def quote_line(number: int, operation: Operation, price: int) -> str:
+    """One photo's line of an order's quote."""
+    return f"第{number}张 {OPERATION_NAMES[operation]} {price}元"
+
+
+def order_paid(amount: str, numbers: list[int], every: bool) -> str:
+    """A payment that starts photos of an order: all of them, or the ones it pays."""
+    if every:
+        return f"收到{amount}元,{count_of(len(numbers)) if len(numbers) > 1 else ''}马上给您做,稍等一下"
+    which = "、".join(f"第{n}张" for n in numbers)
+    return f"收到{amount}元,先给您做{which},其余的付款后马上做"
+
+
+def short_of(amount: str, missing: str) -> str:
+    """A payment below what the order costs: nothing starts, the customer hears the difference."""
+    return f"收到{amount}元,还差{missing}元,补齐了马上给您做"
+
+
+def overpaid(extra: str) -> str:
+    """More was paid than the order costs: everything starts, the shop refunds the difference."""
+    return f"多付了{extra}元,会退给您的"
+
+
+def photo_dropped(numbers: list[int]) -> str:
+    """Photos of an order the customer took out before paying."""
+    return f"好的,{'、'.join(f'第{n}张' for n in numbers)}不做了"
+
+
+def line_unreadable(number: int) -> str:
+    """An order's quote line for a photo that could not be read."""
+    return f"第{number}张 图片打不开,麻烦重新发一下"
+
+
+def line_declined(number: int) -> str:
+    """An order's quote line for a photo the shop will not take."""
+    return f"第{number}张 这张我们不能处理哈"
+
+
+def line_person(number: int) -> str:
+    """An order's quote line for a photo a designer looks at."""
+    return f"第{number}张 转给设计师看一下"

@@ -52,6 +52,8 @@ _SMALLTALK_TOKENS: tuple[str, ...] = tuple(sorted({
     "hi", "hello", "哈喽", "收到", "哈哈", "哈", "呵呵", "嘿嘿", "行", "可以", "知道了", "明白", "了解", "亲",
     "老板", "辛苦了", "辛苦", "麻烦了", "麻烦你了", "早", "早上好", "晚安", "拜拜", "再见", "么么哒", "啦", "呀",
     "哇", "耶", "的", "了", "啊", "吧", "呢", "滴", "哦哦", "棒", "不错",
+    # words that only announce a photo sent with them ("还有这张", "这张也要"): the photo is the message
+    "还有", "这张", "这两张", "这几张", "一张", "也要", "也是", "再加",
 }, key=len, reverse=True))
 _SMALLTALK_MAX = 20  # characters left after stripping; anything longer carries a requirement
 _EMOJI_CODE = re.compile(r"\[[^\[\]]{1,6}\]|/:[^\s]{1,6}")  # IM emoticon codes: [微笑], /:^_^
@@ -180,3 +182,60 @@ def wants_found_image(text: str) -> bool:
     """Whether the customer wants an image looked up (找图, 原图, 之前做的那张) rather than a new one processed."""
     said = normalise(text)
     return any(_mentions(said, word) for word in FIND_WORDS)
+
+
+# -- photos of an order named by number ("第二张抠图", "两张都要分层") --------------------------------------
+_CN_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_NUMBERED = re.compile(r"第\s*([一二两三四五六七八九十\d]{1,3})\s*[张个幅]")
+_JOINERS = re.compile(r"^[\s和与跟及还有以及、,，.。;；:：]*$")
+EVERY_PHOTO_WORDS: tuple[str, ...] = ("都", "全部", "每张", "每一张", "所有")
+DROP_WORDS: tuple[str, ...] = ("不要了", "不做了", "不用做了", "不用了", "取消", "去掉这张", "删掉")
+REPLACE_WORDS: tuple[str, ...] = ("换一张", "换这张", "换成这张", "用这张", "换图", "重新发")
+EVERY = 0  # a number standing for every photo of the order
+
+
+def _number(word: str) -> int | None:
+    if word.isdigit():
+        return int(word)
+    if word == "十":
+        return 10
+    if word.startswith("十"):  # 十一 … 十九
+        return 10 + _CN_DIGITS.get(word[1:], 0) if word[1:] in _CN_DIGITS else None
+    if len(word) == 1:
+        return _CN_DIGITS.get(word)
+    return None
+
+
+def photo_parts(text: str) -> list[tuple[tuple[int, ...], str]]:
+    """The photos a text names and what it says of each: "第一张抠图,第二张变清晰" → [((1,), "抠图"), ((2,), "变清晰")].
+
+    Numbers with nothing between them share what follows ("第一张和第二张都抠图"); "都" / "全部" with no number
+    names every photo (EVERY). Empty when the text names no photo."""
+    said = unicodedata.normalize("NFKC", text)
+    marks = [(m, _number(m.group(1))) for m in _NUMBERED.finditer(said)]
+    marks = [(m, n) for m, n in marks if n]
+    if not marks:
+        return [((EVERY,), said.strip())] if any(w in said for w in EVERY_PHOTO_WORDS) else []
+    parts: list[tuple[tuple[int, ...], str]] = []
+    waiting: list[int] = []
+    for i, (match, number) in enumerate(marks):
+        end = marks[i + 1][0].start() if i + 1 < len(marks) else len(said)
+        said_of = said[match.end():end]
+        waiting.append(number or 0)
+        if _JOINERS.match(said_of) and i + 1 < len(marks):
+            continue
+        parts.append((tuple(waiting), said_of.strip(" ,，.。;；、")))
+        waiting = []
+    return parts
+
+
+def wants_drop(text: str) -> bool:
+    """Whether the words take a photo out of the order ("第二张不要了")."""
+    said = normalise(text)
+    return any(word in said for word in DROP_WORDS)
+
+
+def wants_replace(text: str) -> bool:
+    """Whether a photo sent with these words replaces the unpaid one before it ("换这张") instead of joining it."""
+    said = normalise(text)
+    return any(word in said for word in REPLACE_WORDS)

@@ -82,6 +82,13 @@ def build_result_mail(
     to: str, sender: str, subject: str, body: str, attachment: Path, message_id: str
 ) -> EmailMessage:
     """The result mail: UTF-8 subject and body, the result file attached, Message-ID set to ``message_id``."""
+    return build_files_mail(to, sender, subject, body, [(attachment, attachment.name)], message_id)
+
+
+def build_files_mail(
+    to: str, sender: str, subject: str, body: str, files: list[tuple[Path, str]], message_id: str
+) -> EmailMessage:
+    """A mail carrying several results: each (path, name shown to the customer) attached in order."""
     if not _MESSAGE_ID_RE.match(message_id):
         raise ValueError(f"message_id must look like <key@{MESSAGE_ID_DOMAIN}>, got {message_id!r}")
     msg = EmailMessage()
@@ -91,9 +98,36 @@ def build_result_mail(
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = message_id
     msg.set_content(body, charset="utf-8")
-    maintype, subtype = attachment_type(attachment)
-    msg.add_attachment(attachment.read_bytes(), maintype=maintype, subtype=subtype, filename=attachment.name)
+    for path, name in files:
+        maintype, subtype = attachment_type(path)
+        msg.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype, filename=name)
     return msg
+
+
+# Above what a mail may weigh when the server names no limit (EHLO SIZE): providers take 20-50 MB.
+DEFAULT_SIZE_LIMIT = 20 * 1024 * 1024
+_MAIL_OVERHEAD = 16 * 1024  # headers, body and MIME boundaries
+
+
+def encoded_size(raw_bytes: int) -> int:
+    """What an attachment of raw_bytes weighs in a mail: base64 with its line breaks."""
+    return (raw_bytes + 2) // 3 * 4 * 78 // 76
+
+
+def split_by_size(sizes: list[int], limit: int) -> list[list[int]]:
+    """Indexes of the attachments, in order, packed into as few mails as fit under limit bytes each (one too
+    big for any mail goes alone: the server says so)."""
+    parts: list[list[int]] = []
+    weight = 0
+    for i, size in enumerate(sizes):
+        cost = encoded_size(size)
+        if parts and weight + cost <= limit:
+            parts[-1].append(i)
+            weight += cost
+        else:
+            parts.append([i])
+            weight = _MAIL_OVERHEAD + cost
+    return parts
 
 
 def plain_login_allowed(host: str) -> bool:
@@ -134,6 +168,20 @@ class SmtpMailer:
         self._password = password
         self._ssl_context = ssl_context
         self.implicit_tls = port == 465 if implicit_tls is None else implicit_tls
+        self.server_limit: int | None = None  # the server's EHLO SIZE, learnt on the first connection
+
+    def size_limit(self) -> int:
+        """The most a mail may weigh: the server's own limit (asked once) when it names one, else the default."""
+        if self.server_limit is None:
+            try:
+                with self._connect() as smtp:
+                    smtp.ehlo()
+                    self.server_limit = int(smtp.esmtp_features.get("size", "0") or 0)
+            except (OSError, smtplib.SMTPException, ValueError) as exc:
+                log.info("cannot ask %s:%s for its size limit (%s); using the default", self.host, self.port,
+                         type(exc).__name__)
+                return DEFAULT_SIZE_LIMIT
+        return min(self.server_limit, DEFAULT_SIZE_LIMIT) if self.server_limit else DEFAULT_SIZE_LIMIT
 
     def __repr__(self) -> str:
         return f"SmtpMailer(host={self.host!r}, port={self.port}, user={self.user!r}, sender={self.sender!r})"
@@ -169,14 +217,15 @@ class SmtpMailer:
         log.warning("mail not sent (%s): %s", "permanent" if permanent else "temporary", message)
         return MailError(message, permanent)
 
+    def _connect(self) -> smtplib.SMTP:
+        if self.implicit_tls:
+            context = self._ssl_context or ssl.create_default_context()
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_s, context=context)
+        return smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
+
     def _send(self, msg: EmailMessage) -> None:
         context = self._ssl_context or ssl.create_default_context()
-        smtp: smtplib.SMTP
-        if self.implicit_tls:
-            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_s, context=context)
-        else:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
-        with smtp:
+        with self._connect() as smtp:
             smtp.ehlo()
             # A local test server (aiosmtpd) offers no STARTTLS; a real relay does, and then it is used.
             encrypted = self.implicit_tls
@@ -209,6 +258,10 @@ class FileMailer:
     def path_for(self, message_id: str) -> Path:
         """Where the mail with this Message-ID is (or would be) written."""
         return self.dir / f"{_safe_token(message_id.strip().strip('<>'), keep='@')}.eml"
+
+    def size_limit(self) -> int:
+        """The outbox folder takes any size; mails are split as a relay would want them."""
+        return DEFAULT_SIZE_LIMIT
 
     def send(self, msg: EmailMessage) -> Path:
         """Write the mail once; a second send with the same Message-ID keeps the first file. Returns its path."""

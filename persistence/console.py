@@ -14,6 +14,7 @@ import peewee
 
 from persistence import handoffs, operators, takeover
 from persistence.db import database_proxy
+from persistence.jobs import customer_orders
 from persistence.models import (
     AuditEntry,
     Conversation,
@@ -257,8 +258,10 @@ def conversation_detail(customer_id: str, now: float, limit: int = 60) -> dict[s
         "customer_id": conv.customer_id, "name": conv.name, "messages": conv.messages, "email": conv.email,
         "takeover": takeover.view(conv, now), "timeline": timeline,
         "jobs": [{"job_id": r.job_id, "state": r.state, "price": json.loads(r.data).get("price"),
-                  "operation": json.loads(r.data).get("operation"), "has_result": bool(r.result_path)}
+                  "operation": json.loads(r.data).get("operation"), "has_result": bool(r.result_path),
+                  "number": json.loads(r.data).get("number", 0)}
                  for r in job_rows.limit(10)],
+        "orders": customer_orders(customer_id)[:10],
         "handoffs": handoffs.of_customer(customer_id)[-10:],
     }
 

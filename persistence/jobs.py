@@ -17,7 +17,9 @@ from typing import Any
 
 from core import image_job as jm
 from core import replies
-from persistence import handoffs, outbox
+from core.order import MailOrder, Order, key_of
+from core.order import view as order_view
+from persistence import handoffs, orders, outbox
 from persistence.db import atomic
 from persistence.models import (
     Conversation,
@@ -92,6 +94,41 @@ def load_job(job_id: str) -> jm.Job | None:
     return job_from_row(row) if row else None
 
 
+def load_jobs(job_ids: list[str]) -> list[jm.Job]:
+    """The jobs among these ids, oldest first."""
+    if not job_ids:
+        return []
+    rows = ImageJob.select().where(ImageJob.job_id.in_(job_ids)).order_by(ImageJob.created_at, ImageJob.job_id)
+    return [job_from_row(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class Known:
+    """What a burst is decided on: the live jobs, their orders (and the newest job's), the orders' ended photos."""
+
+    active: list[jm.Job]
+    orders: list[Order]
+    others: list[jm.Job]
+    last: jm.Job | None
+
+
+def known(customer_id: str) -> Known:
+    """A customer's live jobs with their orders, loaded for one decision."""
+    active = active_jobs(customer_id)
+    last = last_job(customer_id)
+    found = orders.load({key_of(j) for j in [*active, *([last] if last else [])]})
+    have = {j.job_id for j in active}
+    others = load_jobs([j for o in found for j in o.job_ids if j not in have])
+    return Known(active, found, others, last)
+
+
+def order_context(job: jm.Job) -> tuple[list[jm.Job], list[Order]]:
+    """A job with the other photos of its order, and the order (none stored for a job from before orders)."""
+    found = orders.load([key_of(job)])
+    members = load_jobs([j for o in found for j in o.job_ids if j != job.job_id])
+    return [job, *members], found
+
+
 # -- committing a decision ------------------------------------------------------------------------
 @dataclass
 class Decision:
@@ -105,6 +142,8 @@ class Decision:
     message_ids: list[int] = field(default_factory=list)  # InboundMessage rows consumed
     event_ids: list[int] = field(default_factory=list)  # JobEvent rows consumed
     extras: dict[str, dict[str, Any]] = field(default_factory=dict)  # job id → ImageJob columns to set
+    orders: list[Order] = field(default_factory=list)  # orders changed, in their final form
+    orders_before: dict[str, int] = field(default_factory=dict)  # order key → version loaded (absent: new)
 
 
 @dataclass
@@ -127,6 +166,11 @@ def commit(decision: Decision, now: float) -> Committed:
         for job_id, extras in decision.extras.items():
             if job_id not in final:
                 ImageJob.update(**extras, updated_at=now).where(ImageJob.job_id == job_id).execute()
+        for order in decision.orders:
+            try:
+                orders.save(order, decision.orders_before.get(order.order_key), now)
+            except orders.StaleOrder as exc:
+                raise StaleJob(str(exc)) from None
         conv = Conversation.get_or_none(Conversation.customer_id == decision.customer_id)
         to = _Recipient(decision.customer_id, conv.acc_id if conv else "", conv.acc_type if conv else "",
                         paused=bool(conv and conv.paused_until is not None and conv.paused_until > now))
@@ -235,6 +279,17 @@ def _effect(effect: Any, job: jm.Job | None, d: Decision, n: int, to: _Recipient
         outbox.add(key=mail_key, kind="mail", ref=ref, now=now, payload={
             "job_id": job.job_id, "customer_id": d.customer_id, "seq": effect.seq, "to": effect.to,
             "attachment": row.result_path, "message_id": f"<{mail_key.replace(':', '.')}@retouch-shop>",
+        })
+        Conversation.update(email=effect.to, email_status="given").where(
+            Conversation.customer_id == d.customer_id).execute()
+        out.kinds.add("mail")
+    elif isinstance(effect, MailOrder):
+        rows = {r.job_id: r for r in ImageJob.select().where(ImageJob.job_id.in_([j for j, _ in effect.jobs]))}
+        mail_key = f"mail:{effect.order_key}:{effect.seq}"
+        outbox.add(key=mail_key, kind="mail", ref=effect.order_key, now=now, payload={
+            "order_key": effect.order_key, "job_id": "", "customer_id": d.customer_id, "seq": effect.seq,
+            "to": effect.to, "message_id": f"<{mail_key.replace(':', '.')}@retouch-shop>",
+            "attachments": [{"job_id": j, "number": n, "path": rows[j].result_path} for j, n in effect.jobs],
         })
         Conversation.update(email=effect.to, email_status="given").where(
             Conversation.customer_id == d.customer_id).execute()
@@ -379,6 +434,7 @@ def job_view(job_id: str, base_url: str) -> dict[str, Any] | None:
                     "status": data.get("handoff_status"), "designer": data.get("designer"),
                     "tasks": handoffs.of_job(job_id)} if data.get("handoff_rule") else None,
         "done_by": data.get("done_by") or None,
+        "order": {"order_key": key_of(job), "number": job.number},
     }
 
 
@@ -387,6 +443,13 @@ def absolute(base_url: str, url: str | None) -> str | None:
     if not url or not url.startswith("/"):
         return url
     return base_url.rstrip("/") + url
+
+
+def customer_orders(customer_id: str) -> list[dict[str, Any]]:
+    """Every order of a customer, newest first: its photos by number, what is owed, paid, waiting, refundable."""
+    found = orders.of_customer(customer_id)
+    members = {j.job_id: j for j in load_jobs([j for o in found for j in o.job_ids])}
+    return [order_view(o, members) for o in found]
 
 
 def customer_jobs(customer_id: str, base_url: str) -> list[dict[str, Any]]:

@@ -146,6 +146,10 @@ def _render_cost(s: Schema) -> None:
     s.add_columns(m.RenderAttempt, "operation", "model_calls")
 
 
+def _orders(s: Schema) -> None:
+    s.create_tables(m.ShopOrder)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "Tianwang tasks and IM messages (the first releases)", _spine),
     Migration(2, "image jobs: jobs, renders, requirement changes, result files, e-mail (issue 6)", _image_jobs),
@@ -154,6 +158,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "PostgreSQL: timestamps as double precision, not real", _double_floats),
     Migration(6, "convention: the actor system each render attempt runs on (issue 9)", _convention),
     Migration(7, "render cost: each attempt's operation and image-model calls (issue 14)", _render_cost),
+    Migration(8, "orders: the photos a customer sends together, quoted and paid as one (issue 15)", _orders),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -149,6 +149,17 @@ class ImageJob(_Model):
     updated_at = peewee.FloatField()
 
 
+class ShopOrder(_Model):
+    """An order of one or more photos (core.order.Order as JSON), quoted and paid as one."""
+
+    order_key = peewee.CharField(primary_key=True, max_length=64)
+    customer_id = peewee.CharField(max_length=128, index=True)
+    version = peewee.IntegerField(default=0)  # compare-and-set, as for jobs
+    data = peewee.TextField()
+    created_at = peewee.FloatField()
+    updated_at = peewee.FloatField()
+
+
 class JobTransition(_Model):
     """One state change of an image job."""
 
@@ -281,5 +292,5 @@ class AuditEntry(_Model):
 
 
 ALL_MODELS = [Task, TaskTransition, InboundMessage, Conversation, CustomerEvent, Outbox, Timer, ImageJob,
-              JobTransition, RequirementChange, JobEvent, RenderAttempt, PublicFile, Handoff,
+              ShopOrder, JobTransition, RequirementChange, JobEvent, RenderAttempt, PublicFile, Handoff,
               IndexedImage, Operator, AuditEntry]

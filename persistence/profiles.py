@@ -43,12 +43,14 @@ def profile(customer_id: str) -> dict[str, Any] | None:
 
 
 def conversation_view(customer_id: str, base_url: str) -> dict[str, Any] | None:
-    """A conversation for operators: profile, latest messages, image jobs (newest first) with their history."""
+    """A conversation for operators: profile, latest messages, image jobs (newest first) with their history, and
+    the orders they make (owed, paid)."""
     view = messages.conversation_view(customer_id)
     if view is None:
         return None
     view["profile"] = profile(customer_id)
     view["jobs"] = jobs.customer_jobs(customer_id, base_url)
+    view["orders"] = jobs.customer_orders(customer_id)
     view["takeover"] = takeover.view(Conversation.get(Conversation.customer_id == customer_id), time.time())
     view["handoffs"] = handoffs.of_customer(customer_id)
     view["sends"] = recent_sends(customer_id)

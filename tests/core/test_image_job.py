@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from core import burst as bm
 from core import image_job as jm
 from core import replies
 from core.pricing import BANDS, TEXT_BAND
@@ -592,28 +593,28 @@ class TestPeopleAndLookups:
 
     @pytest.mark.parametrize("words", ["转人工", "我要找客服", "有真人吗"])
     def test_asking_for_a_person_hands_the_newest_job_over(self, words: str) -> None:
-        result = burst([processing()], jm.TextIn("m1", words))
+        result = burst([processing()], bm.TextIn("m1", words))
         (step,) = result.steps
         assert step.job.state is S.TRANSFERRED and [h.rule for h in of(step, jm.HandOff)] == ["customer_asked"]
 
     def test_asking_for_a_person_without_a_job_hands_the_customer_over_once(self) -> None:
-        result = burst([], jm.TextIn("m1", "人工"), jm.TextIn("m2", "人工客服!"))
+        result = burst([], bm.TextIn("m1", "人工"), bm.TextIn("m2", "人工客服!"))
         assert result.steps == [] and [type(e) for e in result.loose_effects] == [jm.HandOff, jm.Reply]
         assert result.loose_effects[1] == jm.Reply(replies.ALREADY_HANDED_OFF)
-        again = jm.handle_burst([], [jm.TextIn("m3", "人工")], ids("N1"), True, NOW, customer_id="c1",
+        again = bm.handle_burst([], [bm.TextIn("m3", "人工")], ids("N1"), True, NOW, customer_id="c1",
                                 open_handoff=True)
         assert again.loose_effects == (jm.Reply(replies.ALREADY_HANDED_OFF),)
 
     def test_find_words_with_a_photo_look_it_up_instead_of_quoting(self) -> None:
-        result = burst([], jm.PhotoIn("m1", URL), jm.TextIn("m2", "帮我找一下这张的高清原图"))
+        result = burst([], bm.PhotoIn("m1", URL), bm.TextIn("m2", "帮我找一下这张的高清原图"))
         assert result.steps == [] and result.loose_effects == (jm.FindImage(reference_url=URL, job_id=None),)
 
     def test_find_words_alone_look_up_the_newest_job(self) -> None:
         done_job = completed()
-        result = jm.handle_burst([], [jm.TextIn("m1", "之前做的那张原图发我")], ids("N1"), True, NOW, customer_id="c1",
+        result = bm.handle_burst([], [bm.TextIn("m1", "之前做的那张原图发我")], ids("N1"), True, NOW, customer_id="c1",
                                  last_job=done_job)
         assert result.loose_effects == (jm.FindImage(reference_url=None, job_id="J1"),)
-        nothing = burst([], jm.TextIn("m1", "找图"))
+        nothing = burst([], bm.TextIn("m1", "找图"))
         assert nothing.loose_effects == (jm.Reply(replies.ASK_FIND_REFERENCE),)
 
     def test_loose_outcomes(self) -> None:
@@ -718,9 +719,14 @@ def ids(*names: str) -> Callable[[], str]:
     return iter(names).__next__
 
 
-def burst(active: list[jm.Job], *inputs: jm.Input, enabled: bool = True,
-          new_ids: Callable[[], str] | None = None) -> jm.BurstResult:
-    return jm.handle_burst(active, list(inputs), new_ids or ids("N1", "N2", "N3"), enabled, NOW, customer_id="c1")
+def said_all(result: bm.BurstResult) -> list[str]:
+    return [e.text for s in result.steps for e in s.effects if isinstance(e, jm.Reply)] + [
+        e.text for e in result.loose_effects if isinstance(e, jm.Reply)]
+
+
+def burst(active: list[jm.Job], *inputs: bm.Input, enabled: bool = True,
+          new_ids: Callable[[], str] | None = None) -> bm.BurstResult:
+    return bm.handle_burst(active, list(inputs), new_ids or ids("N1", "N2", "N3"), enabled, NOW, customer_id="c1")
 
 
 class TestBurst:
@@ -728,38 +734,45 @@ class TestBurst:
 
     @pytest.mark.parametrize("photo_first", [True, False])
     def test_words_and_photo_in_either_order_make_one_job_with_the_operation(self, photo_first: bool) -> None:
-        photo, text = jm.PhotoIn("m1", URL), jm.TextIn("m2", "帮我抠图")
+        photo, text = bm.PhotoIn("m1", URL), bm.TextIn("m2", "帮我抠图")
         result = burst([], *((photo, text) if photo_first else (text, photo)))
-        (job,) = jm.jobs_after(result).values()
+        (job,) = bm.jobs_after(result).values()
         assert job.job_id == "N1" and job.state is S.QUOTING and job.operation is Operation.REMOVE_BG
         effects = [e for s in result.steps for e in s.effects]
         assert jm.Analyze(URL) in effects and not [e for e in effects if isinstance(e, jm.Reply)]
         quote = jm.step(job, jm.Analyzed(NORMAL), NOW)
         assert "抠图去背景" in said(quote)[0]
 
-    def test_a_new_photo_replaces_an_unpaid_job(self) -> None:
-        old = pending()
-        result = burst([old], jm.PhotoIn("m1", URL))
-        after = jm.jobs_after(result)
-        assert after["J1"].state is S.CANCELLED and after["N1"].state is S.QUOTING
+    def test_a_new_photo_joins_the_unpaid_order_and_both_are_numbered(self) -> None:
+        result = burst([pending()], bm.PhotoIn("m1", URL))
+        after = bm.jobs_after(result)
+        assert (after["J1"].state, after["J1"].number) == (S.PENDING, 1)
+        assert (after["N1"].state, after["N1"].number) == (S.QUOTING, 2)
+        (order,) = result.orders
+        assert order.job_ids == ("J1", "N1") and not order.quoted and said_all(result) == []
+
+    def test_a_new_photo_with_words_replacing_the_old_one_replaces_it(self) -> None:
+        result = burst([pending()], bm.PhotoIn("m1", URL), bm.TextIn("m2", "换这张吧"))
+        after = bm.jobs_after(result)
+        assert after["J1"].state is S.CANCELLED and after["N1"].state is S.QUOTING and after["N1"].number == 0
         assert said(result.steps[0]) == [replies.NEW_PHOTO_REPLACES]
 
     def test_a_photo_in_revision_is_the_note(self) -> None:
-        result = burst([revision()], jm.PhotoIn("m1", "https://img.example/ref.png"))
+        result = burst([revision()], bm.PhotoIn("m1", "https://img.example/ref.png"))
         (step,) = result.steps
         assert step.job.state is S.PROCESSING and step.job.revision_notes == ("参考图: https://img.example/ref.png",)
 
     def test_a_photo_beside_a_paid_job_starts_another(self) -> None:
-        result = burst([processing()], jm.PhotoIn("m1", URL), jm.TextIn("m2", "这张要矢量图"))
-        after = jm.jobs_after(result)
+        result = burst([processing()], bm.PhotoIn("m1", URL), bm.TextIn("m2", "这张要矢量图"))
+        after = bm.jobs_after(result)
         assert set(after) == {"N1"} and after["N1"].operation is Operation.VECTORIZE
 
-    def test_several_photos_in_one_burst_are_several_jobs_and_words_reach_them_all(self) -> None:
-        result = burst([pending()], jm.PhotoIn("m1", URL), jm.TextIn("m2", "都抠图"), jm.PhotoIn("m3", URL + "2"))
-        after = jm.jobs_after(result)
-        assert after["J1"].state is S.CANCELLED
+    def test_several_photos_in_one_burst_are_one_order_and_words_reach_them_all(self) -> None:
+        result = burst([pending()], bm.PhotoIn("m1", URL), bm.TextIn("m2", "都抠图"), bm.PhotoIn("m3", URL + "2"))
+        after = bm.jobs_after(result)
+        assert [after[j].number for j in ("J1", "N1", "N2")] == [1, 2, 3]
         assert [after[j].state for j in ("N1", "N2")] == [S.QUOTING, S.QUOTING]
-        assert all(after[j].operation is Operation.REMOVE_BG for j in ("N1", "N2"))
+        assert all(after[j].operation is Operation.REMOVE_BG for j in ("J1", "N1", "N2"))
 
     def test_new_job_id_is_taken_once_per_photo_in_order(self) -> None:
         taken: list[str] = []
@@ -768,64 +781,66 @@ class TestBurst:
             taken.append(f"N{len(taken) + 1}")
             return taken[-1]
 
-        result = burst([revision()], jm.TextIn("m0", "亮一点"), jm.PhotoIn("m1", URL), jm.PhotoIn("m2", URL),
+        result = burst([revision()], bm.TextIn("m0", "亮一点"), bm.PhotoIn("m1", URL), bm.PhotoIn("m2", URL),
                        new_ids=new_id)
         assert taken == ["N1", "N2"]  # the first photo became the revision note; the second started N2
-        assert set(jm.jobs_after(result)) == {"J1", "N2"}
+        assert set(bm.jobs_after(result)) == {"J1", "N2"}
 
     def test_texts_go_to_the_newest_live_job(self) -> None:
         older, newer = awaiting(), replace(pending(), job_id="J2")
-        result = burst([older, newer], jm.TextIn("m1", "改成抠图"))
+        result = burst([older, newer], bm.TextIn("m1", "改成抠图"))
         (step,) = result.steps
         assert step.job.job_id == "J2" and step.job.operation is Operation.REMOVE_BG
 
     def test_a_payment_goes_to_the_newest_unpaid_job(self) -> None:
         older, newer = replace(pending(), job_id="J0"), replace(processing(), job_id="J2")
-        result = burst([older, newer], jm.PaymentIn("m1", "O5", 17))
+        result = burst([older, newer], bm.PaymentIn("m1", "O5", 16))
         (step,) = result.steps
         assert step.job.job_id == "J0" and step.job.state is S.PROCESSING and result.loose_effects == ()
 
     def test_a_repeated_payment_notice_changes_nothing(self) -> None:
-        result = burst([processing()], jm.PaymentIn("m1", "O1", 17))
+        result = burst([processing()], bm.PaymentIn("m1", "O1", 17))
         assert result.steps == [] and result.loose_effects == ()
 
     def test_a_payment_with_no_photo_on_record_goes_to_a_person(self) -> None:
         for active in ([], [processing()], [failed()]):
-            result = burst(active, jm.PaymentIn("m1", "O7", 15))
+            result = burst(active, bm.PaymentIn("m1", "O7", 15))
             assert result.steps == []
             (handoff,) = result.loose_effects
             assert isinstance(handoff, jm.HandOff) and handoff.rule == "payment_without_image"
             assert "O7" in handoff.reason and "15元" in handoff.reason
 
     def test_photo_and_payment_together_render_after_the_analysis(self) -> None:
-        result = burst([], jm.PaymentIn("m1", "O1", 15), jm.PhotoIn("m2", URL))
-        job = jm.jobs_after(result)["N1"]
-        assert job.state is S.QUOTING and job.paid
-        assert jm.step(job, jm.Analyzed(NORMAL), NOW).job.state is S.PROCESSING
+        result = burst([], bm.PaymentIn("m1", "O1", 16), bm.PhotoIn("m2", URL))
+        job = bm.jobs_after(result)["N1"]
+        assert job.state is S.QUOTING and not job.paid and said_all(result) == [replies.PAID_WHILE_QUOTING]
+        analysed = bm.handle_outcome([job], result.orders, "N1", jm.Analyzed(NORMAL), NOW)
+        final = bm.jobs_after(analysed)["N1"]
+        assert final.state is S.PROCESSING and said_all(analysed) == [replies.PAID]
 
     def test_the_paused_module_sends_the_payment_to_a_designer(self) -> None:
-        result = burst([pending()], jm.PaymentIn("m1", "O1", 17), enabled=False)
+        result = burst([pending()], bm.PaymentIn("m1", "O1", 16), enabled=False)
         (step,) = result.steps
         assert step.job.state is S.TRANSFERRED and [h.rule for h in of(step, jm.HandOff)] == ["payment_manual"]
 
     def test_words_without_a_job(self) -> None:
-        assert burst([], jm.TextIn("m1", "在吗")) == jm.BurstResult([], ())
-        assert burst([], jm.TextIn("m1", "邮箱 a@b")) == jm.BurstResult([], ())
-        assert burst([], jm.TextIn("m1", "你好")).loose_effects == ()
-        asked = burst([], jm.TextIn("m1", "能帮我抠图吗"))
+        assert burst([], bm.TextIn("m1", "在吗")) == bm.BurstResult([], ())
+        assert burst([], bm.TextIn("m1", "邮箱 a@b")) == bm.BurstResult([], ())
+        assert burst([], bm.TextIn("m1", "你好")).loose_effects == ()
+        asked = burst([], bm.TextIn("m1", "能帮我抠图吗"))
         assert asked.steps == [] and asked.loose_effects == (jm.Reply(replies.ASK_FOR_PHOTO),)
 
     def test_orders_have_no_job_effect(self) -> None:
-        assert burst([pending()], jm.OrderIn("m1", "O1", 17)) == jm.BurstResult([], ())
+        assert burst([pending()], bm.OrderIn("m1", "O1", 17)) == bm.BurstResult([], ())
 
     def test_smalltalk_leaves_no_step(self) -> None:
-        assert burst([awaiting()], jm.TextIn("m1", "好的"), jm.TextIn("m2", "😀")).steps == []
+        assert burst([awaiting()], bm.TextIn("m1", "好的"), bm.TextIn("m2", "😀")).steps == []
 
     def test_the_last_step_of_a_job_holds_its_final_form(self) -> None:
-        result = burst([pending()], jm.TextIn("m1", "要16:9"), jm.TextIn("m2", "改成抠图"),
-                       jm.PaymentIn("m3", "O1", 17))
+        result = burst([pending()], bm.TextIn("m1", "要16:9"), bm.TextIn("m2", "改成抠图"),
+                       bm.PaymentIn("m3", "O1", 16))
         assert [s.job.job_id for s in result.steps] == ["J1", "J1", "J1"]
-        final = jm.jobs_after(result)["J1"]
+        final = bm.jobs_after(result)["J1"]
         assert final is result.steps[-1].job and final.state is S.PROCESSING
         assert final.aspect_ratio == "16:9" and final.operation is Operation.REMOVE_BG
         assert final.version == pending().version + 3

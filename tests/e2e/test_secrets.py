@@ -187,7 +187,7 @@ def test_secrets_quoted_back_by_every_upstream_never_reach_logs_or_answers(shop:
     send_photo(shop, "gem", photo_png(seed=71))
     shop.customer_says("gem", "text", "帮我变清晰")
     wait_text(shop, "gem", "元")
-    pay(shop, "gem", 15)
+    pay(shop, "gem")
     wait_for(lambda: world["gemini"].refused >= 1, 30, what="the refused render")
     wait_for(lambda: any(s.get("X-API-Key") == SECRETS["TUHUI_DISPATCH_KEY"] for s in world["dispatch"].seen), 30,
              what="the dispatch API asked with its key")
@@ -198,7 +198,7 @@ def test_secrets_quoted_back_by_every_upstream_never_reach_logs_or_answers(shop:
     send_photo(shop, "mail", photo_png(seed=72))
     shop.customer_says("mail", "text", "帮我变清晰")
     wait_text(shop, "mail", "元")
-    pay(shop, "mail", 15)
+    pay(shop, "mail")
     wait_text(shop, "mail", ASK_EMAIL, timeout=60)
     shop.customer_says("mail", "text", "邮箱 mail.buyer@example.com")
     wait_text(shop, "mail", MAIL_FAILED, timeout=30)
