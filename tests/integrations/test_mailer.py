@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import email
 import logging
+import os
 import ssl
 from collections.abc import Iterator
 from email import policy
@@ -18,13 +19,16 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 from PIL import Image
 
 from integrations.mailer import (
+    DEFAULT_SIZE_LIMIT,
     FileMailer,
     MailError,
     SmtpMailer,
+    build_files_mail,
     build_result_mail,
     mailer_from_settings,
     plain_login_allowed,
     result_message_id,
+    split_by_size,
 )
 from protocol.settings import Settings
 from tests.harness import free_port
@@ -127,6 +131,34 @@ def test_result_mail_arrives_with_attachment_chinese_subject_and_our_message_id(
     assert attachment.get_content_type() == "image/png"
     assert attachment.get_filename() == "结果_1234.png"
     assert attachment.get_content() == result_png.read_bytes()
+
+
+def test_an_order_too_heavy_for_one_mail_goes_in_as_few_as_the_server_takes(tmp_path: Path) -> None:
+    """An order's results under the server's own limit (EHLO SIZE): one mail of all three is refused, the split
+    mails each arrive, every result in one of them, in order."""
+    files = []
+    for n in (1, 2, 3):
+        path = tmp_path / f"J{n}-r1.png"
+        path.write_bytes(os.urandom(60_000))  # incompressible: 80 kB once base64-encoded
+        files.append((path, f"第{n}张.png"))
+    handler = Recording()
+    with smtp_server(handler, data_size_limit=200_000) as server:
+        mailer = SmtpMailer("127.0.0.1", server.port, None, None, SENDER, timeout_s=5)
+        assert mailer.size_limit() == 200_000
+        whole = build_files_mail(CUSTOMER, SENDER, SUBJECT, BODY, files, result_message_id("mail.O1.1"))
+        with pytest.raises(MailError) as refused:
+            mailer.send(whole)
+        assert refused.value.permanent
+        parts = split_by_size([p.stat().st_size for p, _ in files], mailer.size_limit())
+        assert parts == [[0, 1], [2]]
+        for n, part in enumerate(parts, start=1):
+            mailer.send(build_files_mail(CUSTOMER, SENDER, f"{SUBJECT}({n}/2)", BODY, [files[i] for i in part],
+                                         result_message_id(f"mail.O1.1.p{n}")))
+    received = [email.message_from_bytes(e.content, policy=policy.default) for e in handler.envelopes]
+    assert [m["Subject"] for m in received] == [f"{SUBJECT}(1/2)", f"{SUBJECT}(2/2)"]
+    names = [a.get_filename() for m in received for a in m.iter_attachments()]  # type: ignore[attr-defined]
+    assert names == ["第1张.png", "第2张.png", "第3张.png"]
+    assert FileMailer(tmp_path).size_limit() == DEFAULT_SIZE_LIMIT
 
 
 @pytest.mark.parametrize(
