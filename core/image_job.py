@@ -57,6 +57,17 @@ State × event → next state, effects (R = Reply, anything not listed raises Il
                                                                   NotifyStaff(mail_failed)
   processing, revision: MailSent              (stays)             nothing (an earlier result's mail; the revised
                                                                   result is mailed again when it is ready)
+  awaiting_confirm, completed: Revise(note)   → revision          R(ask what to change); with a note at once
+                                                                  → processing, as a revision note
+  revision         Revise(note)               → processing        the note, as a revision note
+  awaiting_confirm OrderMailed                → completed         nothing (the order says it once)
+  completed, processing, revision, transferred: OrderMailed (stays) nothing
+  any              Numbered(n)                (stays)             number = n
+
+A job that is one of several photos of an order (number > 0) is quiet where the order speaks once for all
+(core.burst): no quote, refusal or unreadable-photo reply, no "paid", no operation-changed reply; its result is
+sent numbered ("第2张做好了") with no e-mail question, and its mails are the order's. Analyzed(quote=False) keeps
+a lone photo's quote back too (a payment waits for it).
 
 An e-mail in any state before the result (quoting … revision) is remembered (R(noted) except in quoting, and
 unless the rest of the message asks something: that rest is then handled as if sent alone) and mailed with the
@@ -69,7 +80,7 @@ A hand-off is the Dispatch actor's work (HandOff): it creates one designer task,
 outcome comes back as HandOffQueued / HandOffAssigned, which tell the customer once. Hand-offs and look-ups tied to
 no job (payment without a photo, "转人工" with no job, find-image) are loose effects; loose_outcome() answers theirs.
 
-handle_burst routes one customer's messages to these events (photos first; see its docstring).
+core.burst routes one customer's messages, and executors' outcomes, to these events and speaks for orders.
 """
 
 from __future__ import annotations

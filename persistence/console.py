@@ -14,7 +14,7 @@ import peewee
 
 from persistence import handoffs, operators, takeover
 from persistence.db import database_proxy
-from persistence.jobs import customer_orders
+from persistence.jobs import customer_orders, job_from_row, job_orders
 from persistence.models import (
     AuditEntry,
     Conversation,
@@ -151,10 +151,12 @@ def jobs(limit: int = LIMIT) -> list[dict[str, Any]]:
     """The newest image jobs: state, price, risk, hand-off, and whether a result (thumbnail) exists."""
     rows = list(ImageJob.select().order_by(ImageJob.created_at.desc()).limit(limit))
     open_handoffs = {h.job_id: h for h in Handoff.select().where(Handoff.job_id.in_([r.job_id for r in rows]))}
+    orders = job_orders([job_from_row(r) for r in rows])
     out = []
     for r in rows:
         data = json.loads(r.data)
         h = open_handoffs.get(r.job_id)
+        order = orders.get(r.job_id)
         out.append({
             "job_id": r.job_id, "customer_id": r.customer_id, "state": r.state, "operation": data.get("operation"),
             "price": data.get("price"), "paid": bool(data.get("paid")), "complexity": data.get("complexity"),
@@ -163,6 +165,8 @@ def jobs(limit: int = LIMIT) -> list[dict[str, Any]]:
             if h else None,
             "has_result": bool(r.result_path), "has_source": bool(r.source_path),
             "created_at": r.created_at, "updated_at": r.updated_at,
+            "order": {"order_key": order["order_key"], "number": data.get("number", 0), "photos": len(order["jobs"]),
+                      "owed": order["owed"], "paid": order["paid"]} if order else None,
         })
     return out
 

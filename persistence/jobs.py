@@ -452,6 +452,14 @@ def customer_orders(customer_id: str) -> list[dict[str, Any]]:
     return [order_view(o, members) for o in found]
 
 
+def job_orders(listed: list[jm.Job]) -> dict[str, dict[str, Any]]:
+    """Job id → the view of its stored order (owed, paid, its photos), for jobs listed together."""
+    found = orders.load({key_of(j) for j in listed})
+    members = {j.job_id: j for j in load_jobs([j for o in found for j in o.job_ids])}
+    views = {o.order_key: order_view(o, members) for o in found}
+    return {j.job_id: views[key_of(j)] for j in listed if key_of(j) in views}
+
+
 def customer_jobs(customer_id: str, base_url: str) -> list[dict[str, Any]]:
     """Every job of a customer, newest first, with its history."""
     ids = [r.job_id for r in ImageJob.select(ImageJob.job_id).where(ImageJob.customer_id == customer_id)

@@ -221,6 +221,9 @@ function renderJobs(jobs) {
       h("div", {}, badge(j.state), " ", h("span", { class: "mono", text: j.job_id })),
       h("div", { text: `${j.customer_id} · ${j.operation || ""}` }),
       h("div", { text: `${j.price != null ? `${j.price}元` : "未报价 / no quote"} · ${j.paid ? "已付 / paid" : "未付 / unpaid"}` }),
+      j.order && j.order.photos > 1 ? h("div", { class: "order", "data-order": j.order.order_key,
+        text: `订单 / order: 第${j.order.number}张 / ${j.order.photos} · 应付 / owed ${j.order.owed ?? "—"}元 · ` +
+          `已付 / paid ${j.order.paid}元` }) : null,
       j.risk && j.risk !== "accept" ? h("div", {}, badge(`风险 / risk: ${j.risk}`, j.risk), " ", j.risk_reason) : null,
       j.handoff ? h("div", { text: `设计师 / designer: ${j.handoff.designer || "—"} (${j.handoff.status})` }) : null,
       !ended.has(j.state) && !(j.handoff && j.handoff.status !== "completed")

@@ -70,6 +70,12 @@ def legal(job: jm.Job, event: jm.Event) -> bool:
         return 1 <= event.seq <= job.mails and (event.seq < job.mails or s in MAIL_STATES)
     if isinstance(event, jm.Superseded):
         return s in (S.QUOTING, S.PENDING) and not job.paid
+    if isinstance(event, jm.Revise):
+        return job.done_by == "staff" or s in (S.AWAITING_CONFIRM, S.COMPLETED) or (s is S.REVISION and bool(event.note))
+    if isinstance(event, jm.OrderMailed):
+        return s in (S.AWAITING_CONFIRM, S.COMPLETED, S.PROCESSING, S.REVISION, S.TRANSFERRED)
+    if isinstance(event, jm.Numbered):
+        return event.number >= 1
     return s not in TERMINAL_JOB_STATES  # Cancel, Transfer
 
 
@@ -949,6 +955,18 @@ class JobWalk(RuleBasedStateMachine):
     @rule(text=st.sampled_from(TEXTS) | st.text(max_size=12))
     def text(self, text: str) -> None:
         self.apply(jm.CustomerText(text))
+
+    @rule(note=st.sampled_from(["", "颜色不对"]))
+    def revise(self, note: str) -> None:
+        self.apply(jm.Revise(note))
+
+    @rule()
+    def order_mailed(self) -> None:
+        self.apply(jm.OrderMailed())
+
+    @rule(number=st.integers(min_value=0, max_value=3))
+    def numbered(self, number: int) -> None:
+        self.apply(jm.Numbered(number))
 
     @rule()
     def photo_note(self) -> None:
