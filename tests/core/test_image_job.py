@@ -71,7 +71,8 @@ def legal(job: jm.Job, event: jm.Event) -> bool:
     if isinstance(event, jm.Superseded):
         return s in (S.QUOTING, S.PENDING) and not job.paid
     if isinstance(event, jm.Revise):
-        return job.done_by == "staff" or s in (S.AWAITING_CONFIRM, S.COMPLETED) or (s is S.REVISION and bool(event.note))
+        return (job.done_by == "staff" or s in (S.AWAITING_CONFIRM, S.COMPLETED)
+                or (s is S.REVISION and bool(event.note)))
     if isinstance(event, jm.OrderMailed):
         return s in (S.AWAITING_CONFIRM, S.COMPLETED, S.PROCESSING, S.REVISION, S.TRANSFERRED)
     if isinstance(event, jm.Numbered):
