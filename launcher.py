@@ -11,18 +11,20 @@ import contextlib
 import ctypes
 import errno
 import gc
+import importlib
 import json
 import logging
 import logging.handlers
+import multiprocessing
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -164,9 +166,10 @@ def _die_with_parent() -> None:
 
 @dataclass
 class Standin:
-    """A stand-in started as `python -m module`; it writes its URLs to a ready file once it serves."""
+    """A stand-in (`python -m module`'s main, in a process forked from the launcher); it writes its URLs to a
+    ready file once it serves."""
 
-    proc: subprocess.Popen[bytes]
+    proc: BaseProcess
     ready: Path
     what: str
 
@@ -174,22 +177,33 @@ class Standin:
         """Wait for the ready file; the URLs in it. LaunchError if the stand-in exits or is not ready in time."""
         deadline = time.monotonic() + timeout
         while not self.ready.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if self.proc.exitcode is not None or time.monotonic() > deadline:
                 self.proc.kill()
                 raise LaunchError(f"the {self.what} did not start (see its output above)")
             time.sleep(0.02)
         return json.loads(self.ready.read_text())
 
 
+def _run_standin(module: str, argv: list[str]) -> None:
+    """The forked stand-in: its own signals and logging, not the launcher's, then the module's command line."""
+    _die_with_parent()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    logging.root.handlers.clear()
+    importlib.import_module(module).main(argv)
+
+
 def spawn_standin(settings: Settings, module: str, args: list[str], what: str) -> Standin:
-    """Start a stand-in without waiting for it, so that it starts while the launcher loads the actors' code.
+    """Start a stand-in without waiting for it. It is forked once the launcher has loaded the actors' code, so
+    it imports nothing again (a `python -m` of its own spent ~0.5 CPU-s on aiohttp and pydantic each start).
 
     Its output is not piped: the launcher runs no reader thread, since it forks the actor system.
     """
     ready = settings.DATA_DIR / "logs" / f"{module.rsplit('.', 1)[-1]}.ready"
     ready.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", module, *args, "--ready-file", str(ready)],
-                            preexec_fn=_die_with_parent, cwd=Path(__file__).parent)
+    proc = multiprocessing.get_context("fork").Process(
+        target=_run_standin, args=(module, [*args, "--ready-file", str(ready)]), name=what)
+    proc.start()
     return Standin(proc, ready, what)
 
 
@@ -338,7 +352,7 @@ def main() -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    standins: list[subprocess.Popen[bytes]] = []
+    standins: list[BaseProcess] = []
     try:
         settings = load_settings()
         check_data_dir(settings.DATA_DIR)
@@ -350,6 +364,8 @@ def main() -> int:
         on_defaults = settings.defaults_in_use()
         sim_control = dispatch_control = None
         dispatch = simulator = None
+        import actors.root  # noqa: F401  (loaded before the fork, so every actor and stand-in shares these pages)
+
         if not settings.TUHUI_DISPATCH_URL:
             settings = standin_ports(settings, (("DISPATCH_STANDIN_PORT", "dispatch stand-in"),))
             dispatch = spawn_dispatch_standin(settings)
@@ -359,7 +375,6 @@ def main() -> int:
                                                 ("IM_SIMULATOR_HTTP_PORT", "IM simulator control")))
             simulator = spawn_simulator(settings)
             standins.append(simulator.proc)
-        import actors.root  # noqa: F401  (loaded before the fork, so every actor shares these pages)
         from actors.runtime import tune_thespian
         from imaging import cutout, ocr
         from integrations.gemini import load_sdk
@@ -400,10 +415,10 @@ def main() -> int:
         for proc in standins:
             proc.terminate()
         for proc in standins:
-            try:
-                proc.wait(3)
-            except subprocess.TimeoutExpired:
+            proc.join(3)
+            if proc.exitcode is None:
                 proc.kill()
+                proc.join(1)
         log.info("stopped")
     return 0
 
