@@ -14,7 +14,7 @@ import peewee
 
 from persistence import handoffs, operators, takeover
 from persistence.db import database_proxy
-from persistence.jobs import customer_orders, job_from_row, job_orders
+from persistence.jobs import customer_orders, job_orders
 from persistence.models import (
     AuditEntry,
     Conversation,
@@ -151,7 +151,7 @@ def jobs(limit: int = LIMIT) -> list[dict[str, Any]]:
     """The newest image jobs: state, price, risk, hand-off, and whether a result (thumbnail) exists."""
     rows = list(ImageJob.select().order_by(ImageJob.created_at.desc()).limit(limit))
     open_handoffs = {h.job_id: h for h in Handoff.select().where(Handoff.job_id.in_([r.job_id for r in rows]))}
-    orders = job_orders([job_from_row(r) for r in rows])
+    orders = job_orders(rows)
     out = []
     for r in rows:
         data = json.loads(r.data)
@@ -265,7 +265,7 @@ def conversation_detail(customer_id: str, now: float, limit: int = 60) -> dict[s
                   "operation": json.loads(r.data).get("operation"), "has_result": bool(r.result_path),
                   "number": json.loads(r.data).get("number", 0)}
                  for r in job_rows.limit(10)],
-        "orders": customer_orders(customer_id)[:10],
+        "image_orders": customer_orders(customer_id)[:10],
         "handoffs": handoffs.of_customer(customer_id)[-10:],
     }
 

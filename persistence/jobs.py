@@ -17,7 +17,7 @@ from typing import Any
 
 from core import image_job as jm
 from core import replies
-from core.order import MailOrder, Order, key_of
+from core.order import MailOrder, Order, key_of, order_key_for
 from core.order import view as order_view
 from persistence import handoffs, orders, outbox
 from persistence.db import atomic
@@ -452,12 +452,13 @@ def customer_orders(customer_id: str) -> list[dict[str, Any]]:
     return [order_view(o, members) for o in found]
 
 
-def job_orders(listed: list[jm.Job]) -> dict[str, dict[str, Any]]:
-    """Job id → the view of its stored order (owed, paid, its photos), for jobs listed together."""
-    found = orders.load({key_of(j) for j in listed})
+def job_orders(rows: list[ImageJob]) -> dict[str, dict[str, Any]]:
+    """Job id → the view of its stored order (owed, paid, its photos), for job rows listed together."""
+    keys = {r.job_id: json.loads(r.data).get("order_key") or order_key_for(r.job_id) for r in rows}
+    found = orders.load(set(keys.values()))
     members = {j.job_id: j for j in load_jobs([j for o in found for j in o.job_ids])}
     views = {o.order_key: order_view(o, members) for o in found}
-    return {j.job_id: views[key_of(j)] for j in listed if key_of(j) in views}
+    return {job_id: views[key] for job_id, key in keys.items() if key in views}
 
 
 def customer_jobs(customer_id: str, base_url: str) -> list[dict[str, Any]]:

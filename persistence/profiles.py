@@ -50,7 +50,7 @@ def conversation_view(customer_id: str, base_url: str) -> dict[str, Any] | None:
         return None
     view["profile"] = profile(customer_id)
     view["jobs"] = jobs.customer_jobs(customer_id, base_url)
-    view["orders"] = jobs.customer_orders(customer_id)
+    view["image_orders"] = jobs.customer_orders(customer_id)
     view["takeover"] = takeover.view(Conversation.get(Conversation.customer_id == customer_id), time.time())
     view["handoffs"] = handoffs.of_customer(customer_id)
     view["sends"] = recent_sends(customer_id)

@@ -215,6 +215,13 @@ class JobHandoffView(_Answer):
     tasks: list[HandoffView]
 
 
+class JobOrderRef(_Answer):
+    """The order a job belongs to."""
+
+    order_key: str
+    number: int = Field(description="its number in an order of several photos; 0 when it is the only one")
+
+
 class JobView(_Answer):
     """Answer of /api/jobs/{job_id}: one image job."""
 
@@ -245,6 +252,7 @@ class JobView(_Answer):
     risk: RiskView
     handoff: JobHandoffView | None
     done_by: str | None = Field(description="staff when a designer completed it")
+    order: JobOrderRef
 
 
 class MessageView(_Answer):
@@ -285,6 +293,30 @@ class ProfileView(_Answer):
     tags: list[str]
 
 
+class OrderJobView(_Answer):
+    """One photo of an order, by its number."""
+
+    number: int
+    job_id: str
+    state: str | None
+    operation: str | None
+    price: int | None = Field(description="元")
+    paid: bool | None
+
+
+class OrderView(_Answer):
+    """An order of photos sent together (SPEC §2): quoted and paid as one."""
+
+    order_key: str
+    jobs: list[OrderJobView]
+    owed: float | None = Field(description="元 still to pay for its unpaid photos; null while one is not quoted")
+    paid: float = Field(description="元 received for it, every payment notice added up")
+    credit: float = Field(description="元 received and not spent yet (a payment short of the total waits)")
+    overpaid: float = Field(description="元 paid beyond its price: the shop refunds it")
+    payments: list[str] = Field(description="order ids of the payment notices taken")
+    email: str | None
+
+
 class ConversationView(_Answer):
     """Answer of /api/conversation/{customer_id}."""
 
@@ -301,6 +333,7 @@ class ConversationView(_Answer):
     history: list[MessageView] = Field(description="the latest messages, newest last")
     profile: ProfileView | None
     jobs: list[JobView] = Field(description="newest first")
+    image_orders: list[OrderView] = Field(description="the orders the jobs make, newest first")
     takeover: TakeoverView
     handoffs: list[HandoffView]
     sends: list[SendView] = Field(description="newest last")

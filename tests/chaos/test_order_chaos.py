@@ -106,7 +106,7 @@ def test_kills_mid_order_deliver_every_paid_photo_once_and_render_nothing_unpaid
         assert [t for t in starts if t > stored[key]] == [], f"{key} asked again after its result was stored"
     assert len({key.split("#")[0] for key in calls}) == 9  # three paid orders of three photos
     status, body = http("GET", f"{shop.api}/api/conversation/{SHORT}")
-    (order,) = body["data"]["orders"]
+    (order,) = body["data"]["image_orders"]
     assert (order["owed"], order["credit"]) == (totals[SHORT], totals[SHORT] - 1)
     print("\nkills:", [(k.what, f"{k.at - kills[0].at:.2f}s") for k in kills])
     shop.stop()

@@ -59,7 +59,7 @@ def pay(shop: Launcher, customer_id: str, amount: float | None = None) -> None:
     """The customer pays: `amount`, else what their newest order still owes, as the shop's page would charge."""
     if amount is None:
         status, body = http("GET", f"{shop.api}/api/conversation/{customer_id}")
-        owing = [o["owed"] for o in body["data"]["orders"] if o["owed"]] if status == 200 else []
+        owing = [o["owed"] for o in body["data"]["image_orders"] if o["owed"]] if status == 200 else []
         amount = owing[0] if owing else 0
     status, body = http("POST", f"{shop.sim}/customer/pay", {"customer_id": customer_id, "amount": amount})
     assert status == 200, body

@@ -56,7 +56,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink, gemini: FakeG
 def order_of(shop: Launcher, customer: str) -> dict[str, Any]:
     status, body = http("GET", f"{shop.api}/api/conversation/{customer}")
     assert status == 200, body
-    (order,) = body["data"]["orders"]
+    (order,) = body["data"]["image_orders"]
     return order
 
 
