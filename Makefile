@@ -61,7 +61,7 @@ pg-server:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-BENCHES := ingress gateway conversations recovery render operations convention
+BENCHES := ingress gateway conversations recovery render operations convention startup
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; echo; done

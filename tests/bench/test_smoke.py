@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.slow]
     ("render", "photo -> quote"),
     ("operations", "ratio local/stand-in"),
     ("convention", "ratio two/one"),
+    ("startup", "ratio start/import"),
 ])
 def test_benchmark_runs(bench: str, expect: str) -> None:
     # Its own process group: on a timeout the bench and the launcher it started go together (the
