@@ -233,6 +233,19 @@ class RunningSystem:
     admin_pid: int
 
 
+def listen_address(address: str) -> str:
+    """Check the address the actor system will listen on and bind every actor socket to it alone (LaunchError
+    for a public one); the warning to log for a private one, else ""."""
+    from actors import thespian_bind
+
+    try:
+        warning = thespian_bind.check_address(address)
+    except thespian_bind.PublicAddress as exc:
+        raise LaunchError(str(exc)) from None
+    thespian_bind.bind_where_reached()
+    return warning
+
+
 def start_system(settings: Settings, log_defs: dict) -> RunningSystem:
     """Start Thespian on the admin port and Root with every child; wait until Root answers."""
     from thespian.actors import ActorSystem
@@ -246,6 +259,7 @@ def start_system(settings: Settings, log_defs: dict) -> RunningSystem:
     check_port_free("127.0.0.1", admin_port, "Thespian admin")
     here = placement.system_id(os.environ.get("THESPIAN_BASE_IPADDR") or socket.gethostname(), admin_port)
     placement.set_here(here, "leader")  # before the fork: every actor knows its system (members may join)
+    os.environ.setdefault("THESPIAN_BASE_IPADDR", "127.0.0.1")  # one host: every actor socket on loopback
     asys = ActorSystem("multiprocTCPBase", {"Admin Port": admin_port, **placement.leader_capabilities(here)},
                        logDefs=log_defs, transientUnique=True)
     root = asys.createActor("actors.root.Root", globalName="root")
@@ -358,7 +372,11 @@ def main() -> int:
         check_data_dir(settings.DATA_DIR)
         claim_data_dir(settings.DATA_DIR)
         metrics_files.prepare(settings.DATA_DIR)  # before prometheus_client is imported and the actors fork
+        # One host: loopback. Several: the address named for the convention (THESPIAN_BASE_IPADDR), private.
+        trust = listen_address(os.environ.get("THESPIAN_BASE_IPADDR") or "127.0.0.1")
         log_defs = setup_logging(settings)
+        if trust:
+            log.warning(trust)
         prepare_database(settings)
         check_port_free(settings.HTTP_API_HOST, settings.HTTP_API_PORT, "HTTP API")
         on_defaults = settings.defaults_in_use()

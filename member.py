@@ -34,6 +34,7 @@ from launcher import (
     check_data_dir,
     check_port_free,
     kill_system,
+    listen_address,
     load_settings,
     setup_logging,
     watch,
@@ -143,10 +144,13 @@ def run(join: str, offers_arg: str) -> int:
         # Its counters stay on this host: DATA_DIR is shared, and the leader's metrics directory is its own.
         metrics_files.prepare(metrics_dir)
         address = os.environ.get("THESPIAN_BASE_IPADDR") or facing_address(leader[0])
-        os.environ["THESPIAN_BASE_IPADDR"] = address  # Thespian advertises this address to the leader
+        os.environ["THESPIAN_BASE_IPADDR"] = address  # Thespian advertises this address to the leader, binds only it
+        trust = listen_address(address)
         # One port for this launcher's whole run, so the member keeps its id (and log) across its restarts.
         system = placement.system_id(address, settings.THESPIAN_ADMIN_PORT or _free_port())
         log_defs = setup_logging(settings, log_name=f"member-{system.replace(':', '-')}.log")
+        if trust:
+            log.warning(trust)
         check_database(settings, leader[0])
         import actors.conversation  # noqa: F401  (loaded before the fork: the actors placed here share it)
         import actors.render_worker  # noqa: F401

@@ -7,13 +7,19 @@ and actor systems are handed out first, so the long ones do not end the run alon
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
+from actors import thespian_bind
 from standins.fake_gemini import FakeGemini
 from tests import pg
 from tests.ports import free_port
+
+# The actor systems tests start in their own process listen on loopback only, as the launcher's do.
+os.environ.setdefault("THESPIAN_BASE_IPADDR", thespian_bind.LOOPBACK)
+thespian_bind.bind_where_reached()
 
 # Longest first: each starts several launchers or actor systems (a benchmark, a member, a kill under load).
 FIRST = ("tests/bench/", "tests/e2e/test_convention.py", "tests/chaos/", "tests/e2e/", "tests/actors/")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.harness import REPO, Launcher, task_body, wait_for
+from tests.harness import REPO, Launcher, listening_addresses, process_group_alive, task_body, wait_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -154,3 +156,27 @@ def test_refuses_an_admin_port_that_is_also_the_http_port(tmp_path: Path) -> Non
     assert result.returncode == 2
     assert "THESPIAN_ADMIN_PORT" in result.stderr and "choose another" in result.stderr
     assert launcher.leftovers() == []
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            if entry.name.isdigit() and _parent(int(entry.name)) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_every_socket_of_the_service_listens_on_loopback_only(tmp_path: Path) -> None:
+    """One host: the actors' ports, the admin's, the logger's, the HTTP API and the stand-ins all on 127.0.0.1 —
+    Thespian alone would bind the actors' to every interface (actors/thespian_bind.py)."""
+    launcher = Launcher(tmp_path / "d").start()
+    try:
+        assert launcher.proc is not None
+        pids = [launcher.proc.pid, *_children(launcher.proc.pid),
+                *(p for g in launcher.pgids for p in process_group_alive(g))]
+        addresses = listening_addresses(pids)
+        assert len(addresses) >= 12, addresses  # admin, logger, ten actors and more, HTTP API, two stand-ins
+        assert {a.rsplit(":", 1)[0] for a in addresses} == {"127.0.0.1"}, addresses
+    finally:
+        launcher.stop()
