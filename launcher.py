@@ -152,9 +152,6 @@ def setup_logging(settings: Settings, log_name: str = "shop.log") -> dict:
     redaction.configure(settings)
     redaction.add_filter(log_defs, settings)  # every handler, here and in Thespian's logging process
     logging.config.dictConfig(log_defs)
-    for name in redaction.weak_secrets(settings):
-        log.warning("%s is shorter than %d characters: too short to be safe, and not masked in logs",
-                    name, redaction.MIN_SECRET_LEN)
     return log_defs
 
 
@@ -231,6 +228,15 @@ class RunningSystem:
     root: object
     pgid: int
     admin_pid: int
+
+
+def refuse_weak_secrets(settings: Settings) -> None:
+    """LaunchError when a secret is shorter than redaction.MIN_SECRET_LEN: too short to be safe, and too short to
+    be masked in logs without mangling ordinary words."""
+    weak = redaction.weak_secrets(settings)
+    if weak:
+        raise LaunchError(f"{', '.join(weak)}: shorter than {redaction.MIN_SECRET_LEN} characters, too short to be "
+                          f"safe (and to be masked in logs); use a longer one")
 
 
 def listen_address(address: str) -> str:
@@ -369,6 +375,7 @@ def main() -> int:
     standins: list[BaseProcess] = []
     try:
         settings = load_settings()
+        refuse_weak_secrets(settings)
         check_data_dir(settings.DATA_DIR)
         claim_data_dir(settings.DATA_DIR)
         metrics_files.prepare(settings.DATA_DIR)  # before prometheus_client is imported and the actors fork

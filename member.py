@@ -36,6 +36,7 @@ from launcher import (
     kill_system,
     listen_address,
     load_settings,
+    refuse_weak_secrets,
     setup_logging,
     watch,
 )
@@ -140,6 +141,7 @@ def run(join: str, offers_arg: str) -> int:
         leader = parse_leader(join)
         offers = parse_offers(offers_arg)
         settings = load_settings()
+        refuse_weak_secrets(settings)
         check_data_dir(settings.DATA_DIR)
         # Its counters stay on this host: DATA_DIR is shared, and the leader's metrics directory is its own.
         metrics_files.prepare(metrics_dir)

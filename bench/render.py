@@ -23,7 +23,7 @@ def throughput(jobs: int) -> None:
     """Pay `jobs` quoted jobs at once; jobs/s until the last result reached its customer."""
     with FakeGemini() as fake:
         fake.add_faults([FaultSpec(kind="slow", delay_s=LATENCY_S) for _ in range(jobs * 2)], model="image")
-        shop = launcher({"GEMINI_API_KEY": "bench", "GEMINI_BASE_URL": fake.base_url, "DEBOUNCE_S": "0.1",
+        shop = launcher({"GEMINI_API_KEY": "bench-key", "GEMINI_BASE_URL": fake.base_url, "DEBOUNCE_S": "0.1",
                          "RENDER_CONCURRENCY": str(WORKERS)})
         try:
             customers = [f"rb_{i}" for i in range(jobs)]

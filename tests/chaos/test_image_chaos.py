@@ -41,7 +41,7 @@ def gemini() -> Iterator[FakeGemini]:
 @pytest.fixture
 def shop(tmp_path: Path, gemini: FakeGemini) -> Iterator[Launcher]:
     launcher = Launcher(tmp_path / "image-chaos", {
-        "GEMINI_API_KEY": "test", "GEMINI_BASE_URL": gemini.base_url, "DEBOUNCE_S": "0.3",
+        "GEMINI_API_KEY": "test-key", "GEMINI_BASE_URL": gemini.base_url, "DEBOUNCE_S": "0.3",
     })
     try:
         launcher.start()

@@ -56,7 +56,7 @@ def database_url(tmp_path: Path) -> str:
 @pytest.fixture
 def leader(tmp_path: Path, gemini: FakeGemini, database_url: str) -> Iterator[Launcher]:
     shop = Launcher(tmp_path / "convention", {
-        "GEMINI_API_KEY": "test", "GEMINI_BASE_URL": gemini.base_url, "DEBOUNCE_S": "0.3",
+        "GEMINI_API_KEY": "test-key", "GEMINI_BASE_URL": gemini.base_url, "DEBOUNCE_S": "0.3",
         "THESPIAN_BASE_IPADDR": "127.0.0.1", "DATABASE_URL": database_url, "RENDER_CONCURRENCY": "3",
     }, database_url="" if database_url.startswith("sqlite") else database_url)
     try:

@@ -53,6 +53,16 @@ def test_refuses_to_bind_off_loopback_without_a_key(tmp_path: Path) -> None:
     assert "TIANWANG_API_KEY" in result.stderr
 
 
+@pytest.mark.timeout(60)
+def test_refuses_a_short_secret_and_a_public_actor_address(tmp_path: Path) -> None:
+    short = _run_refused(Launcher(tmp_path / "d"), GEMINI_API_KEY="abc123", TIANWANG_API_KEY="k-1")
+    assert short.returncode == 2
+    assert "GEMINI_API_KEY, TIANWANG_API_KEY: shorter than 8 characters" in short.stderr
+    assert "abc123" not in short.stderr
+    public = _run_refused(Launcher(tmp_path / "e"), THESPIAN_BASE_IPADDR="8.8.8.8")
+    assert public.returncode == 2 and "8.8.8.8 is a public address" in public.stderr
+
+
 @pytest.mark.timeout(180)
 def test_stop_and_start_keeps_tasks_history_and_deadlines(tmp_path: Path) -> None:
     launcher = Launcher(tmp_path / "d")
