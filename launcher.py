@@ -140,7 +140,8 @@ def setup_logging(settings: Settings, log_name: str = "shop.log") -> dict:
         "formatters": {"plain": {"format": fmt}, "json": {"()": "actors.json_logs.JsonFormatter"}},
         "handlers": handlers,
         "root": {"handlers": ["console", "file"], "level": settings.LOG_LEVEL},
-        "loggers": {"peewee": {"level": "INFO"}, "websockets": {"level": "INFO"}, "asyncio": {"level": "WARNING"}},
+        "loggers": {"peewee": {"level": "INFO"}, "asyncio": {"level": "WARNING"},
+                    "websockets": {"level": "DEBUG" if settings.LOG_LEVEL == "DEBUG" else "INFO"}},
         "disable_existing_loggers": False,
     }
     import logging.config

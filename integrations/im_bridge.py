@@ -34,6 +34,19 @@ from protocol.im import (
 
 log = logging.getLogger("shop.gateway")
 
+
+class _WithoutConnection(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' connections add themselves to each record they log (extra={"websocket": …}); in an actor the
+    record is pickled to Thespian's logging process, and a connection does not pickle (with LOG_LEVEL=DEBUG the
+    gateway failed on its first record). The records go on without it."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs.pop("extra", None)
+        return msg, kwargs
+
+
+WS_LOGGER = _WithoutConnection(logging.getLogger("websockets.client"), {})
+
 INFLIGHT_RESEND_S = 30.0  # a send the bridge has not answered for this long is sent again (same send_id)
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 10.0
 PHRASING_AT_ONCE = 4
@@ -76,7 +89,7 @@ class BridgeClient:
         while True:
             try:
                 async with websockets.connect(self.url, ping_interval=10, ping_timeout=10, max_size=MAX_FRAME_BYTES,
-                                              open_timeout=5) as ws:
+                                              open_timeout=5, logger=WS_LOGGER) as ws:
                     self.ws, backoff = ws, BACKOFF_MIN_S
                     self.connected_since = time.time()
                     self.counts["connects"] += 1

@@ -190,3 +190,19 @@ def test_every_socket_of_the_service_listens_on_loopback_only(tmp_path: Path) ->
         assert {a.rsplit(":", 1)[0] for a in addresses} == {"127.0.0.1"}, addresses
     finally:
         launcher.stop()
+
+
+@pytest.mark.timeout(60)
+def test_debug_logging_keeps_the_gateway_working_and_shows_websockets(tmp_path: Path) -> None:
+    """LOG_LEVEL=DEBUG: the websockets client's records reach the log (Thespian pickles them to its logging
+    process) and the customer is still answered."""
+    launcher = Launcher(tmp_path / "d", {"LOG_LEVEL": "DEBUG"}).start()
+    try:
+        launcher.post_task(task_body("T_DEBUG", "c_debug", {"type": "customer_reply", "keyword": "好的"},
+                                     {"type": "send_message", "message": "debug ok"}))
+        launcher.customer_says("c_debug", "text", "好的")
+        wait_for(lambda: launcher.deliveries("c_debug"), 20, 0.1, "the customer answered")
+    finally:
+        launcher.stop()
+    out = launcher.output()
+    assert "DEBUG websockets.client" in out and "cannot pickle" not in out
