@@ -391,6 +391,9 @@ def main() -> int:
         sim_control = dispatch_control = None
         dispatch = simulator = None
         import actors.root  # noqa: F401  (loaded before the fork, so every actor and stand-in shares these pages)
+        from actors import thespian_log
+
+        thespian_log.mask_and_keep(settings.DATA_DIR / "logs")
 
         if not settings.TUHUI_DISPATCH_URL:
             settings = standin_ports(settings, (("DISPATCH_STANDIN_PORT", "dispatch stand-in"),))

@@ -156,6 +156,9 @@ def run(join: str, offers_arg: str) -> int:
         check_database(settings, leader[0])
         import actors.conversation  # noqa: F401  (loaded before the fork: the actors placed here share it)
         import actors.render_worker  # noqa: F401
+        from actors import thespian_log
+
+        thespian_log.mask_and_keep(settings.DATA_DIR / "logs", f"thespian-{system.replace(':', '-')}.log")
         from actors.runtime import tune_thespian
         from imaging import cutout, ocr
         from integrations.gemini import load_sdk
