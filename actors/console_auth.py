@@ -17,7 +17,6 @@ import logging
 import os
 import secrets
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from html import escape
@@ -130,34 +129,24 @@ def load_secret(settings: Settings) -> bytes:
 
 
 class LoginThrottle:
-    """Failed logins per client address: after FAILURES_PER_MINUTE within a minute, the next waits."""
+    """Failed logins per client address, in the database so that every ingress process counts the same ones:
+    after `per_minute` within a minute, the next waits."""
 
     def __init__(self, per_minute: int = FAILURES_PER_MINUTE) -> None:
         self.per_minute = per_minute
-        self._failures: dict[str, deque[float]] = {}
-
-    def _recent(self, ip: str, now: float) -> deque[float]:
-        times = self._failures.get(ip, deque())
-        while times and times[0] <= now - 60:
-            times.popleft()
-        return times
 
     def wait_s(self, ip: str, now: float) -> float:
-        """Seconds until this address may try again; 0 if it may now."""
-        times = self._recent(ip, now)
-        return 60 - (now - times[0]) if len(times) >= self.per_minute else 0.0
+        """Seconds until this address may try again; 0 if it may now (a database read)."""
+        times = operators.recent_login_failures(ip, now)
+        return 60 - (now - times[-self.per_minute]) if len(times) >= self.per_minute else 0.0
 
     def failed(self, ip: str, now: float) -> None:
-        """Count a failed login."""
-        if len(self._failures) > 10_000:  # addresses that stopped trying are forgotten
-            self._failures = {k: v for k, v in self._failures.items() if self._recent(k, now)}
-        times = self._recent(ip, now)
-        times.append(now)
-        self._failures[ip] = times
+        """Count a failed login (a database write)."""
+        operators.login_failed(ip, now)
 
     def succeeded(self, ip: str) -> None:
-        """A good login clears the address's count."""
-        self._failures.pop(ip, None)
+        """A good login clears the address's count (a database write)."""
+        operators.login_succeeded(ip)
 
 
 @dataclass
@@ -313,17 +302,17 @@ async def login(request: web.Request) -> web.Response:
     if not given or not cookie or not hmac.compare_digest(given.encode(), cookie.encode()):
         return _login_page(request, 403, token, "登录表单已过期,请再试一次 / " + CSRF_MISSING)
     username = str(form.get("username", "")).strip()[:64]
-    wait = auth.throttle.wait_s(ip, now)
+    wait = await state.read(auth.throttle.wait_s, ip, now)
     if wait > 0:
         return _login_page(request, 429, token, f"失败次数太多,请 {wait:.0f} 秒后再试 / Too many failed logins: "
                            f"try again in {wait:.0f} s", username, headers={"Retry-After": str(int(wait) + 1)})
     if not await state.read(operators.verify, username, str(form.get("password", ""))):
-        auth.throttle.failed(ip, now)
+        await state.write(auth.throttle.failed, ip, now)
         log.warning("console: failed login from %s", ip)
         accounts = await state.read(operators.any_users)
         return _login_page(request, 401, token, "用户名或密码不对 / Wrong user name or password", username,
                            accounts=accounts)
-    auth.throttle.succeeded(ip)
+    await state.write(auth.throttle.succeeded, ip)
     session = new_session(username)
     await state.write(operators.audit, username, "login", f"operator:{username}", None, None, ip)
     log.info("console: %s logged in from %s", username, ip)

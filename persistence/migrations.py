@@ -150,6 +150,10 @@ def _orders(s: Schema) -> None:
     s.create_tables(m.ShopOrder)
 
 
+def _login_failures(s: Schema) -> None:
+    s.create_tables(m.LoginFailure)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "Tianwang tasks and IM messages (the first releases)", _spine),
     Migration(2, "image jobs: jobs, renders, requirement changes, result files, e-mail (issue 6)", _image_jobs),
@@ -159,6 +163,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "convention: the actor system each render attempt runs on (issue 9)", _convention),
     Migration(7, "render cost: each attempt's operation and image-model calls (issue 14)", _render_cost),
     Migration(8, "orders: the photos a customer sends together, quoted and paid as one (issue 15)", _orders),
+    Migration(9, "failed console log-ins in the database: one throttle for every ingress process (issue 16)",
+              _login_failures),
 )
 LATEST = MIGRATIONS[-1].version
 

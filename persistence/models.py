@@ -291,6 +291,13 @@ class AuditEntry(_Model):
     ip = peewee.CharField(max_length=64, default="")
 
 
+class LoginFailure(_Model):
+    """A failed console log-in, by client address: the throttle every ingress process reads."""
+
+    ip = peewee.CharField(max_length=64, index=True)
+    at = peewee.DoubleField(index=True)
+
+
 ALL_MODELS = [Task, TaskTransition, InboundMessage, Conversation, CustomerEvent, Outbox, Timer, ImageJob,
               ShopOrder, JobTransition, RequirementChange, JobEvent, RenderAttempt, PublicFile, Handoff,
-              IndexedImage, Operator, AuditEntry]
+              IndexedImage, Operator, AuditEntry, LoginFailure]

@@ -21,7 +21,7 @@ from typing import Any
 import peewee
 
 from persistence.db import atomic
-from persistence.models import AuditEntry, Operator
+from persistence.models import AuditEntry, LoginFailure, Operator
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P, KEY_LEN = 2**15, 8, 1, 32  # ~32 MiB and ~0.1 s per hash
 SALT_LEN = 16
@@ -170,6 +170,24 @@ def _entry(row: AuditEntry) -> dict[str, Any]:
     return {"id": row.id, "at": row.at, "operator": row.operator, "action": row.action, "target": row.target,
             "before": None if row.before is None else json.loads(row.before),
             "after": None if row.after is None else json.loads(row.after), "ip": row.ip}
+
+
+def recent_login_failures(ip: str, now: float, window_s: float = 60) -> list[float]:
+    """When this client address failed to log in within the window, oldest first (every ingress process's)."""
+    return [at for (at,) in LoginFailure.select(LoginFailure.at)
+            .where((LoginFailure.ip == ip) & (LoginFailure.at > now - window_s)).order_by(LoginFailure.at).tuples()]
+
+
+def login_failed(ip: str, now: float, window_s: float = 60) -> None:
+    """Count a failed log-in (and forget the ones older than the window, anyone's)."""
+    with atomic():
+        LoginFailure.delete().where(LoginFailure.at <= now - window_s).execute()
+        LoginFailure.create(ip=ip, at=now)
+
+
+def login_succeeded(ip: str) -> None:
+    """A good log-in clears the address's count."""
+    LoginFailure.delete().where(LoginFailure.ip == ip).execute()
 
 
 def audit(operator: str, action: str, target: str, before: Any, after: Any, ip: str,

@@ -98,6 +98,19 @@ def test_the_audit_keeps_who_what_and_before_after_newest_first(db_url: str) -> 
     assert len(operators.recent_audit(1)) == 1
 
 
+def test_failed_logins_are_counted_in_the_database_so_every_ingress_process_throttles_alike(db_url: str) -> None:
+    from actors.console_auth import LoginThrottle
+
+    first, second = LoginThrottle(per_minute=3), LoginThrottle(per_minute=3)  # as two ingress processes hold them
+    for n in range(3):
+        (first if n % 2 else second).failed("10.0.0.7", T0 + n)
+    assert second.wait_s("10.0.0.7", T0 + 3) == pytest.approx(57) and first.wait_s("10.0.0.8", T0 + 3) == 0
+    assert first.wait_s("10.0.0.7", T0 + 61) == 0  # a minute after the first failure, the address may try again
+    second.failed("10.0.0.7", T0 + 62)
+    first.succeeded("10.0.0.7")
+    assert operators.recent_login_failures("10.0.0.7", T0 + 62) == []
+
+
 def _shop_admin(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CONSOLE_SECRET")}
     env["DATA_DIR"] = str(data_dir)
