@@ -75,12 +75,17 @@ class PgServer:
             raise RuntimeError(f"initdb failed ({result.returncode}): {result.stderr[-2000:]}")
         return self
 
-    def start(self, timeout: float = 30) -> PgServer:
-        """Start postgres and wait until it accepts connections."""
+    def start(self, timeout: float = 30, also_on: str = "") -> PgServer:
+        """Start postgres and wait until it accepts connections; also_on: one more address it listens on, taking
+        its /24 (a second host of a test's network) with trust auth too."""
+        if also_on:
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {also_on}/24 trust\n")
         log = open(self.dir / "server.log", "ab")  # noqa: SIM115 (the server writes it)
         self.proc = subprocess.Popen(
             [str(self.bin / "postgres"), "-D", str(self.data), "-k", str(self.dir), "-p", str(self.port),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-c", f"listen_addresses={','.join(filter(None, ['127.0.0.1', also_on]))}", "-c", "fsync=off",
+             "-c", "synchronous_commit=off",
              "-c", "full_page_writes=off", "-c", "shared_buffers=64MB",
              "-c", "max_connections=400"],  # one per live conversation actor (CONVERSATIONS_MAX_LIVE 200), and more
             cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **self._run_as)
