@@ -108,6 +108,39 @@ def kill_rounds(shop: Launcher, rounds: int) -> dict[str, list[float]]:
     return times
 
 
+def _texts(shop: Launcher, customer: str) -> int:
+    return sum(1 for d in shop.deliveries(customer) if d["msg_type"] == 0)
+
+
+def _asked(shop: Launcher, customer: str, words: str) -> float:
+    """Seconds from a customer's question ("能帮我抠图吗": answered at once, no job) to its answer."""
+    told = _texts(shop, customer)
+    started = time.monotonic()
+    shop.customer_says(customer, "text", words)
+    _until(lambda: _texts(shop, customer) > told, what=f"{customer}'s answer", interval=0.005)
+    return time.monotonic() - started
+
+
+def answered_after_router_kills(kills: int) -> tuple[list[float], list[float]]:
+    """(answer times with nothing killed, answer times right after each SIGKILL of the conversations router),
+    under the light load, a burst window of 0.1 s; customers whose conversations were live when it died."""
+    shop = launcher({"DEBOUNCE_S": "0.1", "PHRASE_REPLIES": "false"})
+    load = LightLoad(shop)
+    try:
+        baseline = [_asked(shop, f"ask{i % 3}", f"能帮我抠图吗 {i}") for i in range(6)]
+        after = []
+        for k in range(kills):
+            customer = f"ask{k % 3}"
+            router = next(a["pid"] for a in shop.wait_healthy()["data"]["actors"] if a["name"] == "conversations")
+            os.kill(router, signal.SIGKILL)
+            after.append(_asked(shop, customer, f"能帮我抠图吗 kill {k}"))
+            time.sleep(1.0)
+        return baseline, after
+    finally:
+        load.stop.set()
+        shop.stop()
+
+
 def cold_start(tasks: int) -> tuple[float, float]:
     """Seconds from launch to HTTP answering, and to every open task armed again, with tasks open."""
     shop = launcher()
@@ -148,6 +181,11 @@ def main() -> None:
     for kind, values in times.items():
         print(f"SIGKILL {kind:<14} x{len(values)}: served again p50 {percentile(values, 50) * 1000:6.0f} ms   "
               f"p99 {percentile(values, 99) * 1000:6.0f} ms   max {max(values) * 1000:6.0f} ms  (goal p99 <= 1000 ms)")
+    baseline, after = answered_after_router_kills(1 if args.quick else 19)
+    print(f"customer answered after SIGKILL of the conversations router x{len(after)}: p50 "
+          f"{percentile(after, 50) * 1000:.0f} ms, p99 {percentile(after, 99) * 1000:.0f} ms, max "
+          f"{max(after) * 1000:.0f} ms (goal p99 <= 500 ms); nothing killed: p50 {percentile(baseline, 50) * 1000:.0f}"
+          f" ms; ratio {percentile(after, 50) / percentile(baseline, 50):.2f}")
     http_up, armed = cold_start(open_tasks)
     print(f"cold start with {open_tasks} open tasks: HTTP answering after {http_up:.2f}s, every task armed "
           f"after {armed:.2f}s (goal <= 5 s)")
