@@ -8,7 +8,7 @@ TEST_WORKERS ?= 4
 # A test file to a worker (its module fixtures stay one), the long files first (tests/conftest.py).
 PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-.PHONY: run test test-ahead test-pg pg-server lint bench clean
+.PHONY: run test test-ahead test-link test-pg pg-server lint bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -48,6 +48,11 @@ test-ahead: $(STAMP) pg-server
 
 # The persistence tests run on both databases and the convention tests on PostgreSQL in `make test`;
 # `make test-pg` runs the persistence tests and every e2e test with the launcher on PostgreSQL.
+
+# The convention tests with the leader on one side of a link and every member in another network namespace
+# (tests/link.py; needs root): README's second host, on one machine.
+test-link: $(STAMP) pg-server
+	SHOP_TEST_LINK=1 $(BIN)/python -m pytest -q tests/e2e/test_convention.py tests/e2e/test_network_locks.py
 
 test-pg: $(STAMP) pg-server
 	SHOP_TEST_DB=postgresql $(BIN)/python -m pytest -q tests/persistence tests/e2e

@@ -277,10 +277,12 @@ def listening_addresses(pids: list[int]) -> set[str]:
 
 
 class LoopbackServer:
-    """A real aiohttp server on a free loopback port, served from a thread of its own; subclasses add routes."""
+    """A real aiohttp server on a free loopback port (or on `host`, a test network's address), served from a thread
+    of its own; subclasses add routes."""
 
-    def __init__(self, ssl_context: Any = None) -> None:
+    def __init__(self, ssl_context: Any = None, host: str = "127.0.0.1") -> None:
         self.port = free_port()
+        self.host = host
         self.ssl_context = ssl_context
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -296,7 +298,7 @@ class LoopbackServer:
         self.routes(app)
         self._runner = web.AppRunner(app)
         self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port,
+        self._loop.run_until_complete(web.TCPSite(self._runner, self.host, self.port,
                                                   ssl_context=self.ssl_context).start())
         self._ready.set()
         self._loop.run_forever()
@@ -384,14 +386,14 @@ class SmtpSink:
 
 
 class FileServer(LoopbackServer):
-    """Serves test files (photos, junk, an endless stream) on a free loopback port."""
+    """Serves test files (photos, junk, an endless stream) on a free loopback port (or on `host`)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__(host=host)
         self.files: dict[str, tuple[bytes, str]] = {}
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
+        return f"http://{self.host}:{self.port}/{name}"
 
     def put(self, name: str, body: bytes, content_type: str = "image/png") -> str:
         """Serve body at /name; its URL."""

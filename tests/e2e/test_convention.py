@@ -1,4 +1,5 @@
-"""Two actor systems on loopback: a leader and a member that joined it (`launcher.py --join`), one database.
+"""Two actor systems: a leader and a member that joined it (`launcher.py --join`), one database — on loopback, or
+with SHOP_TEST_LINK=1 (`make test-link`) the member in another network namespace over a link (tests/link.py).
 
 Conversations and renders run on the member while it lives. Under a flow of customer messages and paid image
 jobs (the keyed path: the real SDK against the Gemini stand-in, each image call taking a second), the member's
@@ -25,8 +26,9 @@ import pytest
 
 from standins.fake_gemini import FakeGemini, FaultSpec
 from tests import pg
-from tests.e2e.test_image_job import ASK_EMAIL, assert_told_once, jobs_of, pay, send_photo, texts, wait_text
+from tests.e2e.test_image_job import ASK_EMAIL, assert_told_once, jobs_of, pay, texts, wait_text
 from tests.harness import HEALTH_POLL_S, REPO, Launcher, photo_png, process_group_alive, wait_for
+from tests.link import LINK_WANTED, Net, can_link, linked_net
 from tests.member import Member
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -37,16 +39,30 @@ FAILOVER_LIMIT_S = 10.0
 
 
 @pytest.fixture
-def gemini() -> Iterator[FakeGemini]:
-    with FakeGemini() as fake:
+def gemini(net: Net) -> Iterator[FakeGemini]:
+    with FakeGemini(host=net.leader_ip) as fake:  # across the link, where the members' render workers reach it
         fake.add_faults([FaultSpec(kind="slow", delay_s=RENDER_LATENCY_S) for _ in range(200)], model="image")
         yield fake
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def net() -> Iterator[Net]:
+    """Where the hosts are: this one's loopback, or the leader here and every member across a link."""
+    if not LINK_WANTED:
+        yield Net()
+        return
+    if not can_link():
+        pytest.skip("SHOP_TEST_LINK=1 needs root and iproute2 (network namespaces)")
+    with linked_net() as made:
+        yield made
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, net: Net) -> str:
     """The shared database: a PostgreSQL database of its own where the server binaries are installed, else the
-    leader's SQLite file (both systems run on this host)."""
+    leader's SQLite file (both systems run on this host); across the link, PostgreSQL listening there."""
+    if net.server is not None:
+        return net.database_url()
     try:
         return pg.shared_server().new_database()
     except pg.PgUnavailable:
@@ -54,11 +70,12 @@ def database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def leader(tmp_path: Path, gemini: FakeGemini, database_url: str) -> Iterator[Launcher]:
+def leader(tmp_path: Path, gemini: FakeGemini, database_url: str, net: Net) -> Iterator[Launcher]:
     shop = Launcher(tmp_path / "convention", {
         "GEMINI_API_KEY": "test-key", "GEMINI_BASE_URL": gemini.base_url, "DEBOUNCE_S": "0.3",
-        "THESPIAN_BASE_IPADDR": "127.0.0.1", "DATABASE_URL": database_url, "RENDER_CONCURRENCY": "3",
-    }, database_url="" if database_url.startswith("sqlite") else database_url)
+        "THESPIAN_BASE_IPADDR": net.leader_ip, "DATABASE_URL": database_url, "RENDER_CONCURRENCY": "3",
+        **net.env(),
+    }, database_url="" if database_url.startswith("sqlite") else database_url.replace(net.leader_ip, "127.0.0.1"))
     try:
         shop.start()
         yield shop
@@ -128,19 +145,20 @@ class Chatter(threading.Thread):
         return min(later) if later else None
 
 
-def _quoted_on_member(shop: Launcher, member: Member, customers: list[str], photos: dict[str, bytes]) -> None:
+def _quoted_on_member(net: Net, shop: Launcher, member: Member, customers: list[str],
+                      photos: dict[str, bytes]) -> None:
     for customer in customers:
-        send_photo(shop, customer, photos[customer])
+        net.send_photo(shop, customer, photos[customer])
     for customer in customers:
         wait_text(shop, customer, "元", timeout=40)
         assert _system_of(shop, f"conversation:{customer}") == member.system
 
 
 def test_member_takes_the_work_and_the_leader_takes_it_back_when_the_member_dies(
-        leader: Launcher, members: list[Member], gemini: FakeGemini, database_url: str) -> None:
+        leader: Launcher, members: list[Member], gemini: FakeGemini, database_url: str, net: Net) -> None:
     shop = leader
     print(f"\nshared database: {database_url.split(':', 1)[0]}")
-    first = Member(shop, {"RENDER_CONCURRENCY": "3"})
+    first = net.member(shop, {"RENDER_CONCURRENCY": "3"})
     members.append(first)
     view = first.start().wait_alive()
     wait_for(lambda: _workers_on(shop, first.system), 20, HEALTH_POLL_S, "the render workers moved to the member")
@@ -148,7 +166,7 @@ def test_member_takes_the_work_and_the_leader_takes_it_back_when_the_member_dies
     # While the member lives, conversations and renders run there: in its process group, on its system.
     photos = {f"cv_{i}": photo_png(seed=60 + i, size=(360, 270)) for i in range(10)}
     early, paid = ["cv_0", "cv_1"], [f"cv_{i}" for i in range(2, 8)]
-    _quoted_on_member(shop, first, early, photos)
+    _quoted_on_member(net, shop, first, early, photos)
     for customer in early:
         pay(shop, customer)
     for customer in early:
@@ -158,13 +176,13 @@ def test_member_takes_the_work_and_the_leader_takes_it_back_when_the_member_dies
     assert placed and {a["system"] for a in placed} == {first.system}
     assert {os.getpgid(a["pid"]) for a in placed if a["pid"]} == {view["pgid"]}
     top = [a for a in shop.health()["data"]["actors"] if a["kind"] not in ("conversation", "render_worker")]
-    assert {a["system"] for a in top} == {f"127.0.0.1:{shop.admin_port}"}  # ingress, gateway, scheduler, dispatch…
+    assert {a["system"] for a in top} == {f"{net.leader_ip}:{shop.admin_port}"}  # ingress, gateway, scheduler…
 
     # A flow of messages and paid renders; the member dies with renders under way on it.
     chatters = [f"ch_{i}" for i in range(5)]
     chatter = Chatter(shop, chatters, 0.15)
     chatter.start()
-    _quoted_on_member(shop, first, paid, photos)
+    _quoted_on_member(net, shop, first, paid, photos)
     wait_for(lambda: all(_system_of(shop, f"conversation:{c}") == first.system for c in chatters), 20, HEALTH_POLL_S,
              "the chatters' conversations on the member")
     for customer in paid:
@@ -183,7 +201,7 @@ def test_member_takes_the_work_and_the_leader_takes_it_back_when_the_member_dies
     asked_at = time.time()
     replied_at = wait_for(lambda: chatter.answered_after(victim, asked_at), 30, 0.02, "the leader's answer")
     failover = replied_at - killed_at
-    leader_system = f"127.0.0.1:{shop.admin_port}"
+    leader_system = f"{net.leader_ip}:{shop.admin_port}"
     wait_for(lambda: _system_of(shop, f"conversation:{victim}") == leader_system, 10, HEALTH_POLL_S,
              "the victim's conversation listed on the leader")
     time.sleep(2)  # the flow goes on, served by the leader
@@ -228,19 +246,19 @@ def test_member_takes_the_work_and_the_leader_takes_it_back_when_the_member_dies
           f"(the kill cut {len(cut_off)} off)")
 
     # A member that joins takes the new work: render workers move to it, new conversations start there.
-    second = Member(shop, {"RENDER_CONCURRENCY": "2"})
+    second = net.member(shop, {"RENDER_CONCURRENCY": "2"})
     members.append(second)
     second.start()
     wait_for(lambda: _workers_on(shop, second.system), 30, HEALTH_POLL_S, "the render workers moved to the new member")
     late = ["cv_8", "cv_9"]
-    _quoted_on_member(shop, second, late, photos)
+    _quoted_on_member(net, shop, second, late, photos)
     for customer in late:
         pay(shop, customer)
     for customer in late:
         wait_text(shop, customer, ASK_EMAIL, timeout=40)
         assert _render_systems(shop, customer) == {second.system}
     # The leader-hosted conversations stay where they are until they are passivated.
-    assert _system_of(shop, f"conversation:{victim}") == f"127.0.0.1:{shop.admin_port}"
+    assert _system_of(shop, f"conversation:{victim}") == f"{net.leader_ip}:{shop.admin_port}"
 
     second.stop()
     shop.stop()
@@ -249,12 +267,12 @@ def test_member_takes_the_work_and_the_leader_takes_it_back_when_the_member_dies
 
 
 def test_a_frozen_member_holds_up_nothing_and_its_old_actors_go_when_it_thaws(
-        leader: Launcher, members: list[Member]) -> None:
+        leader: Launcher, members: list[Member], net: Net) -> None:
     """SIGSTOP is a hung host or a network partition: no TCP reset, sends to it just wait. The leader answers the
     member's customers itself within 10 s; when the member thaws, the actors it hosted for the leader stop (their
     creators disowned them) and the member takes new work again."""
     shop = leader
-    member = Member(shop)
+    member = net.member(shop)
     members.append(member)
     member.start()
     chatters = [f"fz_{i}" for i in range(12)]
@@ -275,7 +293,7 @@ def test_a_frozen_member_holds_up_nothing_and_its_old_actors_go_when_it_thaws(
         took = time.time() - frozen_at
         print(f"\nmember frozen: every customer answered by the leader {took:.2f} s after")
         assert took < FAILOVER_LIMIT_S
-        assert {_system_of(shop, f"conversation:{c}") for c in chatters} == {f"127.0.0.1:{shop.admin_port}"}
+        assert {_system_of(shop, f"conversation:{c}") for c in chatters} == {f"{net.leader_ip}:{shop.admin_port}"}
     finally:
         for pgid in member.pgids:
             os.killpg(pgid, signal.SIGCONT)
@@ -292,8 +310,8 @@ def test_a_frozen_member_holds_up_nothing_and_its_old_actors_go_when_it_thaws(
 
 
 def test_a_member_that_does_not_share_data_dir_takes_no_work(leader: Launcher, members: list[Member],
-                                                              tmp_path: Path) -> None:
-    member = Member(leader, {"DATA_DIR": str(tmp_path / "not-shared")})
+                                                              tmp_path: Path, net: Net) -> None:
+    member = net.member(leader, {"DATA_DIR": str(tmp_path / "not-shared")})
     members.append(member)
     member.start(wait=False)
     view = wait_for(lambda: (v := member.view()) is not None and v["state"] == "unusable" and v, 40, HEALTH_POLL_S,
@@ -301,8 +319,8 @@ def test_a_member_that_does_not_share_data_dir_takes_no_work(leader: Launcher, m
     assert "DATA_DIR" in view["problem"] and str(leader.data_dir) in view["problem"]
     leader.customer_says("nd_1", "text", "有原图吗")
     wait_for(lambda: texts(leader, "nd_1"), 30, 0.1, "the answer")
-    assert _system_of(leader, "conversation:nd_1") == f"127.0.0.1:{leader.admin_port}"
-    assert {a["system"] for a in _actors(leader, "render_worker")} == {f"127.0.0.1:{leader.admin_port}"}
+    assert _system_of(leader, "conversation:nd_1") == f"{net.leader_ip}:{leader.admin_port}"
+    assert {a["system"] for a in _actors(leader, "render_worker")} == {f"{net.leader_ip}:{leader.admin_port}"}
 
 
 @pytest.mark.timeout(90)
@@ -328,8 +346,8 @@ def test_a_member_refuses_to_start_without_what_it_needs(tmp_path: Path) -> None
 
 
 def test_members_rejoin_a_restarted_leader_and_drop_what_the_old_one_placed(leader: Launcher,
-                                                                           members: list[Member]) -> None:
-    member = Member(leader)
+                                                                           members: list[Member], net: Net) -> None:
+    member = net.member(leader)
     members.append(member)
     view = member.start().wait_alive()
     for i in range(4):
@@ -353,8 +371,9 @@ def test_members_rejoin_a_restarted_leader_and_drop_what_the_old_one_placed(lead
     wait_for(lambda: not [p for p in placed if Path(f"/proc/{p}").exists()], 40, 0.5, "the old actors gone")
 
 
-def test_a_member_whose_launcher_is_killed_takes_its_actors_down(leader: Launcher, members: list[Member]) -> None:
-    member = Member(leader)
+def test_a_member_whose_launcher_is_killed_takes_its_actors_down(leader: Launcher, members: list[Member],
+                                                                 net: Net) -> None:
+    member = net.member(leader)
     members.append(member)
     view = member.start().wait_alive()
     assert member.proc is not None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -22,39 +21,17 @@ from pathlib import Path
 import pytest
 
 from tests import pg
-from tests.harness import REPO, Launcher, listening_addresses, process_group_alive, wait_for
-from tests.member import Member
+from tests.harness import Launcher, listening_addresses, process_group_alive, wait_for
+from tests.link import Link, Net, can_link, link, linked_net
 
 pytestmark = [pytest.mark.timeout(90),
-              pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
-                                 reason="network namespaces need root and iproute2")]
-
-HOST_IP, PEER_IP = "10.216.{n}.1", "10.216.{n}.2"
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
+              pytest.mark.skipif(not can_link(), reason="network namespaces need root and iproute2")]
 
 @pytest.fixture
-def other_host() -> Iterator[tuple[str, str, str]]:
-    """(namespace, this host's address on the link, the other host's address); removed afterwards."""
-    n = os.getpid() % 250
-    ns, here, there = f"shop16-{os.getpid()}", HOST_IP.format(n=n), PEER_IP.format(n=n)
-    host_if, peer_if = f"s16h{os.getpid()}"[:15], f"s16p{os.getpid()}"[:15]
-    ip("netns", "add", ns)
-    try:
-        ip("link", "add", host_if, "type", "veth", "peer", "name", peer_if)
-        ip("link", "set", peer_if, "netns", ns)
-        ip("addr", "add", f"{here}/24", "dev", host_if)
-        ip("link", "set", host_if, "up")
-        ip("netns", "exec", ns, "ip", "addr", "add", f"{there}/24", "dev", peer_if)
-        ip("netns", "exec", ns, "ip", "link", "set", peer_if, "up")
-        ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
-        yield ns, here, there
-    finally:
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True, timeout=10)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+def other_host() -> Iterator[Link]:
+    """Another host: a namespace over a veth pair, removed afterwards."""
+    with link() as where:
+        yield where
 
 
 PROBE = textwrap.dedent("""
@@ -78,8 +55,8 @@ PROBE = textwrap.dedent("""
 """)
 
 
-def test_no_actor_port_takes_a_connection_from_another_host(tmp_path: Path, other_host: tuple[str, str, str]) -> None:
-    ns, here, _ = other_host
+def test_no_actor_port_takes_a_connection_from_another_host(tmp_path: Path, other_host: Link) -> None:
+    ns, here = other_host.ns, other_host.here
     shop = Launcher(tmp_path / "d").start()
     try:
         assert shop.proc is not None
@@ -94,33 +71,6 @@ def test_no_actor_port_takes_a_connection_from_another_host(tmp_path: Path, othe
         shop.customer_says("c_net", "text", "在吗")  # the service itself is untouched by the probe
     finally:
         shop.stop()
-
-
-class LinkedMember(Member):
-    """`launcher.py --join` run in the other namespace: a member on another host, reached over the link."""
-
-    def __init__(self, leader: Launcher, ns: str, here: str, there: str, database_url: str) -> None:
-        super().__init__(leader, {"DATABASE_URL": database_url, "THESPIAN_IDLE_SOCKET_MS": "1000"})
-        self.ns, self.here, self.there = ns, here, there
-
-    def env(self) -> dict[str, str]:
-        return {**super().env(), "THESPIAN_BASE_IPADDR": self.there}
-
-    @property
-    def system(self) -> str:
-        return f"{self.there}:{self.admin_port}"
-
-    def start(self, wait: bool = True) -> LinkedMember:
-        log = open(self.leader.data_dir / f"member-{self.admin_port}.out", "ab")  # noqa: SIM115 (the child writes it)
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, sys.executable, str(REPO / "launcher.py"), "--join",
-             f"{self.here}:{self.leader.admin_port}"],
-            cwd=self.leader.data_dir, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        self.pgids.add(self.proc.pid)
-        if wait:
-            self.wait_alive()
-        return self
 
 
 def _in_namespace(pids: list[int]) -> set[str]:
@@ -143,40 +93,42 @@ def _in_namespace(pids: list[int]) -> set[str]:
     return found
 
 
-@pytest.mark.timeout(150)
-def test_a_member_on_another_host_listens_on_its_link_address_only_and_serves_customers(
-        tmp_path: Path, other_host: tuple[str, str, str]) -> None:
-    """README's second host, over the link: the leader's actors listen on its link address, the member's on its
-    own, nothing on the wildcard; a customer's conversation placed on the member is answered."""
-    ns, here, there = other_host
+@pytest.fixture
+def net() -> Iterator[Net]:
+    """A link with PostgreSQL listening on it (skipped without the server binaries)."""
     try:
-        server = pg.PgServer().init().start(also_on=here)
+        with linked_net() as made:
+            yield made
     except pg.PgUnavailable as exc:
         pytest.skip(str(exc))
+
+
+@pytest.mark.timeout(150)
+def test_a_member_on_another_host_listens_on_its_link_address_only_and_serves_customers(tmp_path: Path,
+                                                                                        net: Net) -> None:
+    """README's second host, over the link: the leader's actors listen on its link address, the member's on its
+    own, nothing on the wildcard; a customer's conversation placed on the member is answered."""
     leader = member = None
     try:
-        url = server.new_database()
-        on_link = url.replace("127.0.0.1", here)  # settings travel with the actors placed: every host reaches it
-        leader = Launcher(tmp_path / "leader", {"THESPIAN_BASE_IPADDR": here, "DATABASE_URL": on_link,
+        url = net.database_url()  # settings travel with the actors placed: every host reaches it
+        leader = Launcher(tmp_path / "leader", {"THESPIAN_BASE_IPADDR": net.leader_ip, "DATABASE_URL": url,
                                                 "THESPIAN_IDLE_SOCKET_MS": "1000", "DEBOUNCE_S": "0.3"},
-                          database_url=url).start()
-        member = LinkedMember(leader, ns, here, there, on_link).start()
+                          database_url=url.replace(net.leader_ip, "127.0.0.1")).start()
+        member = net.member(leader, {"DATABASE_URL": url}).start()
         assert "keep that network private and trusted" in leader.output()
         customer = "c_linked"
         leader.customer_says(customer, "text", "有原图吗")
         wait_for(lambda: [d for d in leader.deliveries(customer) if d["msg_type"] == 0], 30, 0.1, "an answer")
         placed = next(a["system"] for a in leader.health()["data"]["actors"] if a["name"] == f"conversation:{customer}")
         assert placed == member.system
-        assert leader.proc is not None
         ours = listening_addresses([p for g in leader.pgids for p in process_group_alive(g)])
         api = f"127.0.0.1:{leader.api_port}"  # the Tianwang API: HTTP_API_HOST, loopback by default
-        assert api in ours and {a.rsplit(":", 1)[0] for a in ours - {api}} == {here}, ours
+        assert api in ours and {a.rsplit(":", 1)[0] for a in ours - {api}} == {net.leader_ip}, ours
         theirs = _in_namespace(member.leftovers())
-        assert len(theirs) >= 3 and {a.rsplit(":", 1)[0] for a in theirs} == {there}, theirs
+        assert net.where is not None
+        assert len(theirs) >= 3 and {a.rsplit(":", 1)[0] for a in theirs} == {net.where.there}, theirs
     finally:
         if member is not None:
             member.stop()
         if leader is not None:
             leader.stop()
-        server.stop()
-        server.remove()
