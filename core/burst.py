@@ -275,16 +275,15 @@ def _take_payment(w: _Work, item: PaymentIn) -> bool:
 
 
 # -- photos ------------------------------------------------------------------------------------------
-def _open_order(w: _Work, started: list[str]) -> Order | None:
-    """The unpaid order a new photo joins: the newest job's, while nothing of it is paid."""
+def _open_order(w: _Work) -> Order | None:
+    """The unpaid order a new photo joins: the newest live job's, while nothing of it is paid."""
     if not w.live():
         return None
-    newest = w.live()[-1]
-    order = w.order(newest)
+    order = w.order(w.live()[-1])
     members = [j for j in w.members(order) if j.state not in TERMINAL_JOB_STATES]
     if order.received_cents or any(j.paid or j.state not in UNPAID for j in members):
         return None
-    return order if members or started else None
+    return order
 
 
 def _add_photo(w: _Work, order: Order | None, job_id: str, url: str, customer_id: str) -> Order:
@@ -362,13 +361,14 @@ def _names_only(said: str) -> bool:
 
 
 def _requote_if_changed(w: _Work, order: Order) -> None:
-    """A photo's operation changed before payment: the order's quote goes out again."""
-    before = {s.job.job_id: s for s in w.steps}
-    changed = any(s.job.order_key == order.order_key and s.job.state is _S.PENDING
-                  and any(getattr(e, "type", None) is jm.ChangeType.MODIFY_OPERATION and e.accepted
-                          for e in s.effects) for s in before.values())
-    if changed and order.quoted:
-        w.update(w.orders[order.order_key], quoted=False)
+    """A quoted photo's operation changed before payment (in any step of this decision): the order's quote goes
+    out again."""
+    current = w.orders[order.order_key]
+    changed = any(s.job.order_key == current.order_key and s.job.state is _S.PENDING
+                  and any(isinstance(e, jm.RecordChange) and e.type is jm.ChangeType.MODIFY_OPERATION and e.accepted
+                          for e in s.effects) for s in w.steps)
+    if changed and current.quoted:
+        w.update(current, quoted=False)
 
 
 def _finished_order(w: _Work, last: Job | None) -> Order | None:
@@ -422,7 +422,7 @@ def handle_burst(active: list[Job], inputs: list[Input], new_job_id: Callable[[]
             w.apply(newest.job_id, jm.PhotoAsNote(photo.url))
             continue
         if target is None:
-            target = _open_order(w, started)
+            target = _open_order(w)
             if target is not None and replacing:
                 for job in [j for j in w.members(target) if j.state in UNPAID and not j.paid]:
                     w.apply(job.job_id, jm.Superseded())
