@@ -30,7 +30,7 @@ from integrations.mailer import MailError, build_files_mail, build_result_mail, 
 from integrations.tuhui import DispatchClient, DispatchError, DispatchRejected
 from integrations.wechat import MESSAGES_PER_MINUTE, RateWindow, WebhookError, merge_notifications, post_markdown
 from persistence import handoffs, jobs, outbox
-from persistence.db import atomic
+from persistence.connection import atomic
 from persistence.models import Conversation, Handoff
 from protocol.dispatch import pick_designer, task_name
 from protocol.messages import JobNotice, WorkNudge

@@ -18,7 +18,7 @@ from actors.render_work import Outcome, allow_hosts
 from imaging.fetch import FetchError, fetch_image
 from imaging.phash import NotAnImage, phash
 from persistence import image_index, jobs
-from persistence.db import atomic
+from persistence.connection import atomic
 from persistence.models import ImageJob
 from protocol.settings import Settings
 

@@ -29,7 +29,7 @@ from imaging.limits import check_image_bytes
 from imaging.quality import score_result
 from integrations.gemini import GeminiClient, GeminiError, SafetyBlocked, with_retries
 from persistence import image_index, jobs
-from persistence.db import atomic
+from persistence.connection import atomic
 from protocol.image import Analysis, RenderRequest, RenderSpec
 from protocol.settings import Settings
 

@@ -23,7 +23,7 @@ from core.tianwang import (
 )
 from integrations.tianwang_callback import CallbackDeliverer
 from persistence import messages, outbox, tasks, timers
-from persistence.db import atomic
+from persistence.connection import atomic
 from persistence.models import Conversation, Task
 from persistence.tasks import TaskRow
 from protocol.messages import CustomerEvents, EventItem, SendNudge, SendOutcome, TasksChanged

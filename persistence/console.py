@@ -13,7 +13,7 @@ from typing import Any
 import peewee
 
 from persistence import handoffs, operators, takeover
-from persistence.db import database_proxy
+from persistence.connection import database_proxy
 from persistence.jobs import customer_orders, job_orders
 from persistence.models import (
     AuditEntry,

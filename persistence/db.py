@@ -1,33 +1,27 @@
-"""Database setup: one connection set per process, opened after fork; SQLite WAL or PostgreSQL by URL.
+"""Database setup: one connection set per process, opened after fork; SQLite WAL or PostgreSQL by URL, created or
+migrated to this release's schema (persistence.migrations) on request.
 
-SQLite writers take a process-shared file lock before BEGIN IMMEDIATE: a blocked writer then
-wakes the moment the lock is released, instead of SQLite's busy handler sleeping in steps of up
-to 100 ms. Acknowledging processes commit with synchronous=FULL; the rest with NORMAL, which in
-WAL mode survives any process crash and, on power loss, loses only a suffix of commits that is
-re-derived from the durable state before it (every side effect is keyed, so redoing one is safe).
+Acknowledging processes commit with synchronous=FULL; the rest with NORMAL, which in WAL mode survives any
+process crash and, on power loss, loses only a suffix of commits that is re-derived from the durable state before
+it (every side effect is keyed, so redoing one is safe). Writes go through persistence.connection.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
 
 import peewee
 
-database_proxy = peewee.DatabaseProxy()
+from persistence.connection import database_proxy, opened
+from persistence.migrations import upgrade
+from persistence.postgres import PostgresDatabase
 
-_opened: dict[str, object] = {"pid": None, "url": None, "db": None, "lock_path": None}
 # Connections inherited across fork are kept referenced, never closed: closing them in the
 # child could disturb the parent's SQLite locks, or end the parent's PostgreSQL session (libpq
 # would say goodbye on the socket they share).
 _inherited: list[peewee.Database] = []
-_thread_lock = threading.Lock()
-_lock_fd: dict[int, int] = {}  # pid → fd of the write-lock file opened by that process
 
 
 class DatabaseUrlError(ValueError):
@@ -57,8 +51,6 @@ def make_database(url: str, durable: bool = True) -> peewee.Database:
                    "foreign_keys": 1, "cache_size": -8000}
         return peewee.SqliteDatabase(path, pragmas=pragmas, timeout=15, check_same_thread=False)
     if parsed.scheme in ("postgres", "postgresql"):
-        from persistence.postgres import PostgresDatabase
-
         return PostgresDatabase(
             parsed.path.lstrip("/"),
             user=unquote(parsed.username or "") or None,
@@ -77,17 +69,15 @@ def open_database(url: str, create: bool = False, durable: bool = True) -> peewe
     durable: commit with synchronous=FULL (for processes that acknowledge to the outside world).
     """
     pid = os.getpid()
-    if _opened["pid"] == pid and _opened["url"] == url:
-        return _opened["db"]  # type: ignore[return-value]
-    if _opened["db"] is not None:
-        _inherited.append(_opened["db"])  # type: ignore[arg-type]
+    if opened["pid"] == pid and opened["url"] == url:
+        return opened["db"]  # type: ignore[return-value]
+    if opened["db"] is not None:
+        _inherited.append(opened["db"])  # type: ignore[arg-type]
     db = make_database(url, durable)
     database_proxy.initialize(db)
     path = sqlite_path(url)
-    _opened.update(pid=pid, url=url, db=db, lock_path=f"{path}.write-lock" if path else None)
+    opened.update(pid=pid, url=url, db=db, lock_path=f"{path}.write-lock" if path else None)
     if create:
-        from persistence.migrations import upgrade
-
         with db.connection_context():
             upgrade(db)
     return db
@@ -95,63 +85,8 @@ def open_database(url: str, create: bool = False, durable: bool = True) -> peewe
 
 def close_database() -> None:
     """Close this process's connection (the launcher does, before it forks the actor system)."""
-    db = _opened["db"]
-    if db is not None and _opened["pid"] == os.getpid():
+    db = opened["db"]
+    if db is not None and opened["pid"] == os.getpid():
         db.close()  # type: ignore[attr-defined]
-    _opened.update(pid=None, url=None, db=None, lock_path=None)
+    opened.update(pid=None, url=None, db=None, lock_path=None)
     database_proxy.initialize(None)  # a query after close fails loudly instead of reopening silently
-
-
-@contextlib.contextmanager
-def _write_lock() -> Iterator[None]:
-    pid = os.getpid()
-    fd = _lock_fd.get(pid)
-    if fd is None:  # opened per process: a lock inherited across fork would be shared with the parent
-        fd = _lock_fd[pid] = os.open(str(_opened["lock_path"]), os.O_RDWR | os.O_CREAT, 0o600)
-    with _thread_lock:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def atomic() -> Iterator[None]:
-    """A write transaction (a savepoint when nested) that never waits in SQLite's busy handler."""
-    db = database_proxy.obj
-    if not isinstance(db, peewee.SqliteDatabase) or db.transaction_depth() > 0 or not _opened["lock_path"]:
-        with db.atomic():
-            yield
-        return
-    with _write_lock(), db.atomic("IMMEDIATE"):
-        yield
-
-
-def bulk_insert(model: type[peewee.Model], rows: list[dict], on_conflict: str = "error",
-                conflict_key: str = "", update: tuple[str, ...] = ()) -> None:
-    """Insert many rows with one prepared statement (executemany), far cheaper than peewee's insert_many.
-
-    on_conflict: "error", "ignore" (keep the existing row), or "update" (set update's columns from
-    the new row where conflict_key clashes). Call inside a transaction.
-    """
-    if not rows:
-        return
-    db = database_proxy.obj
-    columns = list(rows[0])
-    fields = [model._meta.fields[c].column_name for c in columns]
-    marks = ", ".join([db.param] * len(columns))
-    names = ", ".join(f'"{f}"' for f in fields)
-    sql = f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({marks})'
-    if on_conflict == "ignore":
-        sql += " ON CONFLICT DO NOTHING"
-    elif on_conflict == "update":
-        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in update)
-        sql += f' ON CONFLICT ("{conflict_key}") DO UPDATE SET {sets}'
-    params = [tuple(r[c] for c in columns) for r in rows]
-    if isinstance(db, peewee.PostgresqlDatabase):
-        from psycopg2.extras import execute_batch
-
-        execute_batch(db.cursor(), sql, params, page_size=200)  # psycopg2's executemany is a round trip per row
-        return
-    db.cursor().executemany(sql, params)

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from persistence import outbox
-from persistence.db import atomic
+from persistence.connection import atomic
 from persistence.models import Handoff, JobEvent
 
 OPEN = ("new", "queued", "assigned")

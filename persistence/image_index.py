@@ -15,7 +15,7 @@ from peewee import fn
 from PIL import Image
 
 from imaging.phash import MATCH_DISTANCE, NotAnImage, phash
-from persistence.db import atomic
+from persistence.connection import atomic
 from persistence.models import IndexedImage
 
 log = logging.getLogger("shop.image_index")

@@ -20,7 +20,7 @@ from core import replies
 from core.order import MailOrder, Order, key_of, order_key_for
 from core.order import view as order_view
 from persistence import handoffs, orders, outbox
-from persistence.db import atomic
+from persistence.connection import atomic
 from persistence.models import (
     Conversation,
     ImageJob,

@@ -9,7 +9,7 @@ from typing import Any
 
 from core.customer_events import JOB_KINDS, scheduler_event
 from persistence import takeover
-from persistence.db import atomic, database_proxy
+from persistence.connection import atomic, database_proxy
 from persistence.models import Conversation, CustomerEvent, InboundMessage
 from persistence.postgres import for_update, lock_keys
 from protocol.im import MessageFrame, MessageKind

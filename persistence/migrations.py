@@ -19,7 +19,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 
 from persistence import models as m
-from persistence.db import atomic, database_proxy
+from persistence.connection import atomic, database_proxy
 
 
 class SchemaVersion(peewee.Model):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import peewee
 
-from persistence.db import database_proxy
+from persistence.connection import database_proxy
 
 
 class _Model(peewee.Model):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from persistence import handoffs, jobs, operators, outbox, takeover, tasks
-from persistence.db import atomic
+from persistence.connection import atomic
 from persistence.models import Conversation, Outbox, Task
 from persistence.postgres import for_update
 from protocol.im import MsgType

@@ -20,7 +20,7 @@ from typing import Any
 
 import peewee
 
-from persistence.db import atomic
+from persistence.connection import atomic
 from persistence.models import AuditEntry, LoginFailure, Operator
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P, KEY_LEN = 2**15, 8, 1, 32  # ~32 MiB and ~0.1 s per hash

@@ -7,7 +7,7 @@ from typing import Any
 
 import peewee
 
-from persistence.db import atomic, database_proxy
+from persistence.connection import atomic, database_proxy
 from persistence.models import Outbox
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import peewee
 from playhouse.shortcuts import ReconnectMixin
 
-from persistence.db import database_proxy
+from persistence.connection import database_proxy
 
 
 class PostgresDatabase(ReconnectMixin, peewee.PostgresqlDatabase):

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from core.words import normalise
-from persistence.db import atomic
+from persistence.connection import atomic
 from persistence.models import Conversation, Outbox
 from persistence.postgres import for_update
 

@@ -13,7 +13,7 @@ import peewee
 
 from core.tianwang import TIMER_KINDS, check_transition, epoch_to_iso, fire_at, sources_of, timeout_at, timer_key
 from persistence import outbox, timers
-from persistence.db import atomic, bulk_insert
+from persistence.connection import atomic, bulk_insert
 from persistence.models import Outbox, Task, TaskTransition
 from persistence.postgres import for_update, lock_keys
 from protocol.tianwang import FINISHED_STATUSES, PRIORITY_RANK, TaskIn, TaskStatus

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from persistence.db import bulk_insert
+from persistence.connection import bulk_insert
 from persistence.models import Timer
 
 

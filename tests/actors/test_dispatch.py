@@ -15,7 +15,8 @@ import pytest
 
 from actors.dispatch import DispatchLoop
 from persistence import outbox
-from persistence.db import atomic, close_database, open_database
+from persistence.connection import atomic
+from persistence.db import close_database, open_database
 from persistence.models import Outbox
 from protocol.settings import Settings
 from standins.webhook_recorder import WebhookRecorder

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from persistence import console, handoffs, jobs, messages, operator_actions, operators, outbox, takeover, tasks
-from persistence.db import atomic
+from persistence.connection import atomic
 from persistence.models import Conversation, ImageJob
 from protocol.im import MessageFrame
 from protocol.tianwang import TaskIn

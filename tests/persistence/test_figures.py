@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from persistence import figures, handoffs, outbox, timers
-from persistence.db import atomic
+from persistence.connection import atomic
 from persistence.models import ImageJob, InboundMessage, RenderAttempt, Task
 
 T0 = 1_800_000_000.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from persistence import handoffs, outbox, takeover
-from persistence.db import atomic
+from persistence.connection import atomic
 from persistence.models import Conversation, Handoff, JobEvent, Outbox
 
 T0 = 1_800_000_000.0

@@ -19,7 +19,8 @@ import peewee
 import pytest
 
 from persistence import handoffs, jobs, messages, outbox, tasks, timers
-from persistence.db import atomic, close_database, database_proxy, open_database
+from persistence.connection import atomic, database_proxy
+from persistence.db import close_database, open_database
 from persistence.models import CustomerEvent, Handoff, InboundMessage, JobEvent, Outbox, Task, TaskTransition, Timer
 from protocol.im import MessageFrame
 from protocol.tianwang import TaskIn, TaskStatus

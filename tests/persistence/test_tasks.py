@@ -21,7 +21,8 @@ import pytest
 
 from core.tianwang import IllegalTransition, epoch_to_iso
 from persistence import messages, outbox, tasks, timers
-from persistence.db import atomic, close_database, open_database
+from persistence.connection import atomic
+from persistence.db import close_database, open_database
 from persistence.models import InboundMessage, Outbox, Task, TaskTransition, Timer
 from protocol.im import MessageFrame
 from protocol.settings import Settings
