@@ -253,26 +253,26 @@ def _listeners(port: int) -> list[int]:
 
 
 def listening_addresses(pids: list[int]) -> set[str]:
-    """The addresses ("127.0.0.1:4321", "0.0.0.0:4322") that these processes hold listening TCP sockets on, read
-    from /proc/net/tcp and tcp6 (IPv6 as its hex)."""
-    inodes: set[str] = set()
+    """The addresses ("127.0.0.1:4321", "0.0.0.0:4322") that these processes hold listening TCP sockets on, each
+    read in the process's own network namespace (/proc/<pid>/net/tcp and tcp6; IPv6 as its hex)."""
+    found = set()
     for pid in pids:
+        inodes = set()
         with contextlib.suppress(OSError):
             for fd in os.scandir(f"/proc/{pid}/fd"):
                 with contextlib.suppress(OSError):
                     link = os.readlink(fd.path)
                     if link.startswith("socket:["):
                         inodes.add(link[8:-1])
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table) as f:
-            for line in f.readlines()[1:]:
-                parts = line.split()
-                if parts[3] == "0A" and parts[9] in inodes:
-                    host_hex, port_hex = parts[1].rsplit(":", 1)
-                    host = ".".join(str(b) for b in reversed(bytes.fromhex(host_hex))) if len(host_hex) == 8 \
-                        else host_hex
-                    found.add(f"{host}:{int(port_hex, 16)}")
+        for table in ("tcp", "tcp6"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as f:
+                for line in f.readlines()[1:]:
+                    parts = line.split()
+                    if parts[3] == "0A" and parts[9] in inodes:
+                        host_hex, port_hex = parts[1].rsplit(":", 1)
+                        host = ".".join(str(b) for b in reversed(bytes.fromhex(host_hex))) if len(host_hex) == 8 \
+                            else host_hex
+                        found.add(f"{host}:{int(port_hex, 16)}")
     return found
 
 

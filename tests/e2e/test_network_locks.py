@@ -9,9 +9,7 @@ the leader runs here and a member in the other namespace, each bound to its own 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -73,26 +71,6 @@ def test_no_actor_port_takes_a_connection_from_another_host(tmp_path: Path, othe
         shop.stop()
 
 
-def _in_namespace(pids: list[int]) -> set[str]:
-    """Listening addresses of these processes, read in their own network namespace (/proc/<pid>/net/tcp)."""
-    found: set[str] = set()
-    for pid in pids:
-        inodes = set()
-        with contextlib.suppress(OSError):
-            for fd in os.scandir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):
-                    link = os.readlink(fd.path)
-                    if link.startswith("socket:["):
-                        inodes.add(link[8:-1])
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/tcp") as table:
-            for line in table.readlines()[1:]:
-                parts = line.split()
-                if parts[3] == "0A" and parts[9] in inodes:
-                    host_hex, port_hex = parts[1].rsplit(":", 1)
-                    found.add(".".join(str(b) for b in reversed(bytes.fromhex(host_hex))) + f":{int(port_hex, 16)}")
-    return found
-
-
 @pytest.fixture
 def net() -> Iterator[Net]:
     """A link with PostgreSQL listening on it (skipped without the server binaries)."""
@@ -124,7 +102,7 @@ def test_a_member_on_another_host_listens_on_its_link_address_only_and_serves_cu
         ours = listening_addresses([p for g in leader.pgids for p in process_group_alive(g)])
         api = f"127.0.0.1:{leader.api_port}"  # the Tianwang API: HTTP_API_HOST, loopback by default
         assert api in ours and {a.rsplit(":", 1)[0] for a in ours - {api}} == {net.leader_ip}, ours
-        theirs = _in_namespace(member.leftovers())
+        theirs = listening_addresses(member.leftovers())
         assert net.where is not None
         assert len(theirs) >= 3 and {a.rsplit(":", 1)[0] for a in theirs} == {net.where.there}, theirs
     finally:
