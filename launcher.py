@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import errno
 import gc
 import importlib
 import json
@@ -22,51 +21,31 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
-
-from actors import metrics_files, placement
-from core import redaction
+from actors import metrics_files
+from cluster import placement
+from cluster.processes import (
+    LaunchError,
+    RunningSystem,
+    check_data_dir,
+    check_port_free,
+    kill_system,
+    listen_address,
+    load_settings,
+    parent_of,
+    refuse_weak_secrets,
+    setup_logging,
+    watch,
+)
 from imaging import cutout_weights
-from protocol.messages import Ping, Pong, StartSystem
+from protocol.messages import Pong, StartSystem
 from protocol.settings import Settings
 
 log = logging.getLogger("shop.launcher")
-
-WATCH_INTERVAL_S = 0.5
-PING_TIMEOUT_S = 2.0
-MISSES_BEFORE_RESTART = 2
-SHUTDOWN_GRACE_S = 6.0
-
-
-class LaunchError(Exception):
-    """The launcher cannot start: the message says what to fix."""
-
-
-def load_settings() -> Settings:
-    """Settings from the environment and .env, or a LaunchError naming the bad variable."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-                 for e in exc.errors()]
-        raise LaunchError("configuration is not valid:\n" + "\n".join(lines)) from None
-
-
-def check_data_dir(data_dir: Path) -> None:
-    """DATA_DIR must exist (or be creatable) and be writable."""
-    try:
-        (data_dir / "logs").mkdir(parents=True, exist_ok=True)
-        probe = data_dir / ".write-probe"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise LaunchError(f"DATA_DIR {data_dir} is not writable: {exc.strerror or exc}") from None
 
 
 def claim_data_dir(data_dir: Path) -> int:
@@ -94,20 +73,6 @@ def prepare_database(settings: Settings) -> None:
         close_database()
 
 
-def check_port_free(host: str, port: int, what: str) -> None:
-    """Refuse to start when a port we must listen on is taken."""
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
-            raise LaunchError(f"{what} port {host}:{port} {reason}; stop whatever holds it or choose another "
-                              f"port") from None
-
-
 def standin_ports(settings: Settings, ports: tuple[tuple[str, str], ...]) -> Settings:
     """A stand-in's ports: as configured, or any free one where a default port is taken."""
     update = {}
@@ -120,40 +85,6 @@ def standin_ports(settings: Settings, ports: tuple[tuple[str, str], ...]) -> Set
             log.warning("%s port %d is taken; a free port is used instead", what, getattr(settings, name))
             update[name] = 0
     return settings.model_copy(update=update) if update else settings
-
-
-def setup_logging(settings: Settings, log_name: str = "shop.log") -> dict:
-    """Console + DATA_DIR/logs/shop.log (a member: its own file) for the launcher; the same as Thespian logDefs for
-    the actors."""
-    log_file = str(settings.DATA_DIR / "logs" / log_name)
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    style = "json" if settings.LOG_FORMAT == "json" else "plain"
-    handlers = {
-        "console": {"class": "logging.StreamHandler", "formatter": style, "stream": "ext://sys.stderr",
-                    "level": settings.LOG_LEVEL},
-        "file": {"class": "logging.handlers.RotatingFileHandler", "formatter": style, "filename": log_file,
-                 "maxBytes": 20 * 1024 * 1024, "backupCount": 5, "encoding": "utf-8",
-                 "level": settings.LOG_LEVEL},
-    }
-    log_defs = {
-        "version": 1,
-        "formatters": {"plain": {"format": fmt}, "json": {"()": "actors.json_logs.JsonFormatter"}},
-        "handlers": handlers,
-        "root": {"handlers": ["console", "file"], "level": settings.LOG_LEVEL},
-        "loggers": {"peewee": {"level": "INFO"}, "asyncio": {"level": "WARNING"},
-                    "websockets": {"level": "DEBUG" if settings.LOG_LEVEL == "DEBUG" else "INFO"}},
-        "disable_existing_loggers": False,
-    }
-    import logging.config
-
-    from actors.json_logs import bind_process, install_record_factory
-
-    install_record_factory()  # before the fork: every actor process captures the ids it binds
-    bind_process("launcher")
-    redaction.configure(settings)
-    redaction.add_filter(log_defs, settings)  # every handler, here and in Thespian's logging process
-    logging.config.dictConfig(log_defs)
-    return log_defs
 
 
 def _die_with_parent() -> None:
@@ -221,38 +152,6 @@ def spawn_dispatch_standin(settings: Settings) -> Standin:
         "designer dispatch stand-in")
 
 
-@dataclass
-class RunningSystem:
-    """One incarnation of the actor system."""
-
-    asys: object
-    root: object
-    pgid: int
-    admin_pid: int
-
-
-def refuse_weak_secrets(settings: Settings) -> None:
-    """LaunchError when a secret is shorter than redaction.MIN_SECRET_LEN: too short to be safe, and too short to
-    be masked in logs without mangling ordinary words."""
-    weak = redaction.weak_secrets(settings)
-    if weak:
-        raise LaunchError(f"{', '.join(weak)}: shorter than {redaction.MIN_SECRET_LEN} characters, too short to be "
-                          f"safe (and to be masked in logs); use a longer one")
-
-
-def listen_address(address: str) -> str:
-    """Check the address the actor system will listen on and bind every actor socket to it alone (LaunchError
-    for a public one); the warning to log for a private one, else ""."""
-    from actors import thespian_bind
-
-    try:
-        warning = thespian_bind.check_address(address)
-    except thespian_bind.PublicAddress as exc:
-        raise LaunchError(str(exc)) from None
-    thespian_bind.bind_where_reached()
-    return warning
-
-
 def start_system(settings: Settings, log_defs: dict) -> RunningSystem:
     """Start Thespian on the admin port and Root with every child; wait until Root answers."""
     from thespian.actors import ActorSystem
@@ -273,7 +172,7 @@ def start_system(settings: Settings, log_defs: dict) -> RunningSystem:
     pong = asys.ask(root, StartSystem(settings=settings, launcher_pid=os.getpid()), 30)
     if not isinstance(pong, Pong):
         raise LaunchError(f"Root did not start (answered {pong!r})")
-    admin_pid = _parent_of(pong.pid)
+    admin_pid = parent_of(pong.pid)
     return RunningSystem(asys, root, pong.pgid, admin_pid)
 
 
@@ -285,72 +184,6 @@ def _free_port(avoid: set[int]) -> int:
             port = s.getsockname()[1]
         if port not in avoid:
             return port
-
-
-def _proc_stat(pid: int | str) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, …); None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def _parent_of(pid: int) -> int:
-    fields = _proc_stat(pid)
-    if fields is None:
-        raise LaunchError(f"process {pid} vanished while the system was starting")
-    return int(fields[1])
-
-
-def _alive(pid: int) -> bool:
-    fields = _proc_stat(pid)
-    return fields is not None and fields[0] != "Z"
-
-
-def kill_system(system: RunningSystem, graceful: bool) -> None:
-    """Stop an incarnation; whatever does not stop in time is killed by process group."""
-    if graceful:
-        done = threading.Event()
-
-        def _shutdown() -> None:
-            with contextlib.suppress(Exception):
-                system.asys.shutdown()
-            done.set()
-
-        threading.Thread(target=_shutdown, daemon=True).start()
-        # shutdown() can linger after every actor has gone: the empty process group is the signal.
-        deadline = time.monotonic() + SHUTDOWN_GRACE_S
-        while not done.wait(0.05) and time.monotonic() < deadline and group_members(system.pgid):
-            pass
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(system.pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and group_members(system.pgid):
-        time.sleep(0.02)
-
-
-def group_members(pgid: int) -> list[int]:
-    """Pids of the group's processes still running (zombies awaiting their parent do not count)."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        fields = _proc_stat(entry.name) if entry.name.isdigit() else None
-        if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
-
-
-def healthy(system: RunningSystem, nonce: int) -> bool:
-    """Admin alive and Root answering a ping."""
-    if not _alive(system.admin_pid):
-        log.error("the Thespian admin (pid %d) is gone", system.admin_pid)
-        return False
-    try:
-        answer = system.asys.ask(system.root, Ping(nonce=nonce), PING_TIMEOUT_S)
-    except Exception as exc:
-        log.error("Root did not answer: %s", exc)
-        return False
-    return isinstance(answer, Pong)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -367,7 +200,7 @@ def main() -> int:
     """Run until SIGTERM/SIGINT; exit 2 when the launch is refused. With --join, run a convention member."""
     args = parse_args(sys.argv[1:])
     if args.join:
-        import member
+        from cluster import member
 
         return member.run(args.join, args.offers)
     stop = threading.Event()
@@ -450,47 +283,6 @@ def main() -> int:
                 proc.join(1)
         log.info("stopped")
     return 0
-
-
-def watch(system: RunningSystem, stop: threading.Event, start: Callable[[], RunningSystem],
-          what: str) -> RunningSystem | None:
-    """Ping Root until stop; restart the system (with backoff) when it stops answering or its admin dies.
-
-    The system running when stop is set, or None if stop came while a restart was still failing.
-    """
-    nonce, misses = 0, 0
-    while not stop.wait(WATCH_INTERVAL_S):
-        nonce += 1
-        if healthy(system, nonce):
-            misses = 0
-            continue
-        misses += 1
-        if misses < MISSES_BEFORE_RESTART and _alive(system.admin_pid):
-            continue
-        log.error("restarting %s", what)
-        kill_system(system, graceful=False)
-        started = time.monotonic()
-        restarted = _start_with_retry(start, stop, what)
-        if restarted is None:
-            return None
-        system, misses = restarted, 0
-        log.warning("%s restarted in %.2fs", what, time.monotonic() - started)
-        from actors.metrics import ACTOR_RESTARTS  # imported once the metrics directory is set up
-
-        ACTOR_RESTARTS.labels("system").inc()
-    return system
-
-
-def _start_with_retry(start: Callable[[], RunningSystem], stop: threading.Event, what: str) -> RunningSystem | None:
-    delay = 0.2
-    while not stop.is_set():
-        try:
-            return start()
-        except Exception as exc:
-            log.error("%s did not start (%s); retrying in %.1fs", what, exc, delay)
-            stop.wait(delay)
-            delay = min(delay * 2, 10)
-    return None
 
 
 def _banner(settings: Settings, sim_control: str | None, dispatch_control: str | None, on_defaults: list[str]) -> None:

@@ -18,9 +18,9 @@ from thespian.actors import (
     WatchMessage,
 )
 
-from actors import placement
 from actors.bridge import ThreadBridge
 from actors.json_logs import bind_process
+from cluster import placement
 from core import redaction
 from persistence.db import open_database
 from protocol.convention import Members, ParentCheck, ParentHere

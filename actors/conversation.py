@@ -15,9 +15,9 @@ from typing import Any
 
 from thespian.actors import ActorAddress, ActorExitRequest
 
-from actors import placement
 from actors.base import ServiceActor, now
 from actors.json_logs import bind_process
+from cluster import placement
 from core import burst
 from core import image_job as jm
 from core.customer_events import JOB_KINDS, job_input

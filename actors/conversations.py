@@ -14,10 +14,10 @@ from typing import Any
 
 from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited
 
-from actors import placement
 from actors.base import ServiceActor, now
 from actors.conversation import ConversationActor
 from actors.metrics import ACTOR_RESTARTS
+from cluster import placement
 from core.rate_limit import CustomerLimiter
 from persistence import jobs, messages
 from protocol.messages import (

@@ -18,7 +18,7 @@ from typing import Any
 
 from thespian.actors import Actor, ActorAddress, ActorExitRequest, WakeupMessage
 
-from actors import placement
+from cluster import placement
 from protocol.convention import MemberBeat, MemberReport, ProbeStart, StartMember
 from protocol.messages import Ping, Pong
 

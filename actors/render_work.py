@@ -17,8 +17,8 @@ from typing import Any
 
 from PIL import Image
 
-from actors import placement
 from actors.metrics import MeteredGeminiClient
+from cluster import placement
 from core import risk
 from core.render_prompt import qa_prompt, render_prompt
 from core.render_spec import render_spec

@@ -7,11 +7,11 @@ from typing import Any
 
 from thespian.actors import ActorAddress, ActorExitRequest
 
-from actors import placement
 from actors.base import ServiceActor
 from actors.find_work import find_image
 from actors.json_logs import ids_in, log_ids
 from actors.render_work import AlreadySettled, Outcome, analyze_photo, gemini_client, render_job
+from cluster import placement
 from integrations.gemini import GeminiClient
 from protocol.convention import WorkerStarted
 from protocol.messages import WorkDone, WorkItem

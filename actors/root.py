@@ -12,17 +12,17 @@ from typing import Any
 
 from thespian.actors import ActorAddress, ActorExitRequest, ActorSystemConventionUpdate, ChildActorExited
 
-from actors import placement
 from actors.base import ServiceActor
 from actors.conversations import Conversations
 from actors.dispatch import Dispatch
 from actors.gateway import Gateway
 from actors.ingress import Ingress, ingress_names
 from actors.member_agent import TOKEN_FILE, MemberAgent, group_pids
-from actors.membership import HEARTBEAT_S, Membership
 from actors.metrics import ACTOR_RESTARTS
 from actors.renderer import RendererPool
 from actors.scheduler import Scheduler
+from cluster import placement
+from cluster.membership import HEARTBEAT_S, Membership
 from core.supervision import RESTART_WINDOW_S, on_death
 from protocol.convention import MemberBeat, MemberReport, Members, MemberView, ProbeStart
 from protocol.messages import (

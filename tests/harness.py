@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from launcher import group_members as process_group_alive
+from cluster.processes import group_members as process_group_alive
 from standins.webhook_recorder import WebhookRecorder
 from tests import pg
 from tests.ports import free_port

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher import SHUTDOWN_GRACE_S
+from cluster.processes import SHUTDOWN_GRACE_S
 from tests.harness import REPO
 
 UNIT = REPO / "retouch-shop.service"

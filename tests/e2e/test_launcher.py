@@ -140,7 +140,8 @@ def test_a_launcher_killed_with_sigkill_takes_everything_down(tmp_path: Path) ->
 
 def test_a_stand_in_moves_off_a_taken_default_port_but_not_off_a_chosen_one(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from launcher import LaunchError, standin_ports
+    from cluster.processes import LaunchError
+    from launcher import standin_ports
     from protocol.settings import Settings
 
     for name in ("IM_SIMULATOR_WS_PORT", "IM_SIMULATOR_HTTP_PORT"):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from actors import placement
-from actors.membership import CONFIRM_S, FIRST_BEAT_S, LOST_AFTER_S, Membership
+from cluster import placement
+from cluster.membership import CONFIRM_S, FIRST_BEAT_S, LOST_AFTER_S, Membership
 from protocol.convention import MemberReport, MemberView
 
 CAPS = placement.member_capabilities("10.0.0.2:1901", ("10.0.0.1", 1900), ("renderer",), 6)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from actors import placement
+from cluster import placement
 from protocol.convention import Members, MemberView
 from protocol.settings import Settings
 

@@ -26,16 +26,17 @@ import tempfile
 import threading
 from pathlib import Path
 
-from actors import metrics_files, placement
-from launcher import (
+from actors import metrics_files
+from cluster import placement
+from cluster.processes import (
     LaunchError,
     RunningSystem,
-    _parent_of,
     check_data_dir,
     check_port_free,
     kill_system,
     listen_address,
     load_settings,
+    parent_of,
     refuse_weak_secrets,
     setup_logging,
     watch,
@@ -116,7 +117,7 @@ def start_member(settings: Settings, log_defs: dict, leader: tuple[str, int], of
     pong = asys.ask(agent, StartMember(launcher_pid=os.getpid()), 30)
     if not isinstance(pong, Pong):
         raise LaunchError(f"the member's actor system did not start (its agent answered {pong!r})")
-    return RunningSystem(asys, agent, pong.pgid, _parent_of(pong.pid))
+    return RunningSystem(asys, agent, pong.pgid, parent_of(pong.pid))
 
 
 def _free_port() -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from actors.placement import CAP_INCARNATION, member_view
+from cluster.placement import CAP_INCARNATION, member_view
 from protocol.convention import MemberReport, MemberView
 
 HEARTBEAT_S = 1.0
