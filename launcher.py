@@ -37,6 +37,7 @@ from cluster.processes import (
     listen_address,
     load_settings,
     parent_of,
+    ready_to_fork,
     refuse_weak_secrets,
     setup_logging,
     watch,
@@ -224,9 +225,6 @@ def main() -> int:
         sim_control = dispatch_control = None
         dispatch = simulator = None
         import actors.root  # noqa: F401  (loaded before the fork, so every actor and stand-in shares these pages)
-        from actors import thespian_log
-
-        thespian_log.mask_and_keep(settings.DATA_DIR / "logs")
 
         if not settings.TUHUI_DISPATCH_URL:
             settings = standin_ports(settings, (("DISPATCH_STANDIN_PORT", "dispatch stand-in"),))
@@ -237,16 +235,7 @@ def main() -> int:
                                                 ("IM_SIMULATOR_HTTP_PORT", "IM simulator control")))
             simulator = spawn_simulator(settings)
             standins.append(simulator.proc)
-        from actors.runtime import tune_thespian
-        from imaging import cutout, ocr
-        from integrations.gemini import load_sdk
-
-        ocr.preload()
-        cutout.preload()
-        if settings.GEMINI_API_KEY:
-            load_sdk()  # google-genai, for the render workers and phrasing: loaded once, shared by every fork
-
-        tune_thespian(settings.THESPIAN_IDLE_SOCKET_MS)
+        ready_to_fork(settings)
         if dispatch is not None:
             urls = dispatch.urls()
             dispatch_control = urls["control_url"]

@@ -37,6 +37,7 @@ from cluster.processes import (
     listen_address,
     load_settings,
     parent_of,
+    ready_to_fork,
     refuse_weak_secrets,
     setup_logging,
     watch,
@@ -157,19 +158,7 @@ def run(join: str, offers_arg: str) -> int:
         check_database(settings, leader[0])
         import actors.conversation  # noqa: F401  (loaded before the fork: the actors placed here share it)
         import actors.render_worker  # noqa: F401
-        from actors import thespian_log
-
-        thespian_log.mask_and_keep(settings.DATA_DIR / "logs", f"thespian-{system.replace(':', '-')}.log")
-        from actors.runtime import tune_thespian
-        from imaging import cutout, ocr
-        from integrations.gemini import load_sdk
-
-        ocr.preload()
-        cutout.preload()
-        if settings.GEMINI_API_KEY:
-            load_sdk()  # google-genai, for the render workers placed here: loaded once, shared by every fork
-
-        tune_thespian(settings.THESPIAN_IDLE_SOCKET_MS)
+        ready_to_fork(settings, f"thespian-{system.replace(':', '-')}.log")
         gc.freeze()
         running = start_member(settings, log_defs, leader, offers, system)
     except LaunchError as exc:

@@ -113,6 +113,22 @@ class RunningSystem:
     admin_pid: int
 
 
+def ready_to_fork(settings: Settings, thespian_log_name: str = "thespian.log") -> None:
+    """Load before the actor system forks what every actor should share rather than load on its own: RapidOCR's
+    and onnxruntime's code, google-genai when keyed; Thespian's log masked under DATA_DIR, its sockets tuned."""
+    from actors import thespian_log
+    from actors.runtime import tune_thespian
+    from imaging import cutout, ocr
+    from integrations.gemini import load_sdk
+
+    thespian_log.mask_and_keep(settings.DATA_DIR / "logs", thespian_log_name)
+    ocr.preload()
+    cutout.preload()
+    if settings.GEMINI_API_KEY:
+        load_sdk()  # for the render workers and phrasing: loaded once, shared by every fork
+    tune_thespian(settings.THESPIAN_IDLE_SOCKET_MS)
+
+
 def refuse_weak_secrets(settings: Settings) -> None:
     """LaunchError when a secret is shorter than redaction.MIN_SECRET_LEN: too short to be safe, and too short to
     be masked in logs without mangling ordinary words."""
