@@ -207,9 +207,7 @@ class ConversationActor(ServiceActor):
         except jm.IllegalJobEvent as exc:
             self.log.warning("conversation %s: %s (outcome %s dropped)", self.customer_id, exc, ev.id)
             return decision
-        done = self._decision(cause, result, members, found, event_ids=[ev.id])
-        done.extras = decision.extras
-        return done
+        return self._decision(cause, result, members, found, event_ids=[ev.id], extras=decision.extras)
 
     def _operator_handoff(self, msg: OperatorHandOff) -> None:
         """A console operator hands a job to a designer: the machine's Transfer with rule `operator`; answered to

@@ -315,15 +315,13 @@ _EVENT_TITLES = {
 def _mail_outcome(key: str, p: dict[str, Any], ok: bool, error: str | None) -> int | None:
     t = time.time()
     with atomic():
-        if "order_key" in p:  # an order's mail: its outcome goes to the order
-            kind = "order_mail_sent" if ok else "order_mail_failed"
-            event_id = jobs.settle(key, "delivered" if ok else "failed", kind, p["customer_id"], p["order_key"],
-                                   {"seq": p["seq"], "error": error or "",
-                                    "jobs": [a["job_id"] for a in p["attachments"]]}, t, error=error)
-        else:
-            event_id = jobs.settle(key, "delivered" if ok else "failed", "mail_sent" if ok else "mail_failed",
-                                   p["customer_id"], p["job_id"], {"seq": p["seq"], "error": error or ""}, t,
-                                   error=error)
+        outcome: dict[str, Any] = {"seq": p["seq"], "error": error or ""}
+        kind, ref = "mail_sent" if ok else "mail_failed", p["job_id"]
+        if "order_key" in p:  # an order's mail: its outcome goes to the order, naming the jobs it carried
+            kind, ref = "order_" + kind, p["order_key"]
+            outcome["jobs"] = [a["job_id"] for a in p["attachments"]]
+        event_id = jobs.settle(key, "delivered" if ok else "failed", kind, p["customer_id"], ref, outcome, t,
+                               error=error)
         if event_id is not None:
             Conversation.update(email=p["to"], email_status="sent" if ok else "failed").where(
                 Conversation.customer_id == p["customer_id"]).execute()

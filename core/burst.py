@@ -257,16 +257,13 @@ def _spend(w: _Work, order: Order, amount_cents: int, payment_id: str, fresh: bo
 def _take_payment(w: _Work, item: PaymentIn) -> bool:
     """A payment to the order it names (a repeat: nothing), else to the newest order with unpaid photos;
     False when there is none."""
-    for order in w.orders.values():
-        if item.order_id and item.order_id in order.payments:
-            return True
-    for job in w.live():
-        if item.order_id and job.paid and job.order_id == item.order_id:
-            return True  # paid by this notice before orders were kept
-    open_orders = [w.order(j) for j in reversed(w.live()) if j.state in UNPAID and not j.paid]
-    if not open_orders:
+    if item.order_id and (any(item.order_id in o.payments for o in w.orders.values())
+                          or any(j.paid and j.order_id == item.order_id for j in w.live())):  # or before orders
+        return True
+    unpaid_job = next((j for j in reversed(w.live()) if j.state in UNPAID and not j.paid), None)
+    if unpaid_job is None:
         return False
-    order = open_orders[0]
+    order = w.order(unpaid_job)
     amount = max(0, cents(item.amount))
     order = w.update(order, payments=(*order.payments, item.order_id) if item.order_id else order.payments,
                      received_cents=order.received_cents + amount, credit_cents=order.credit_cents + amount)
@@ -277,9 +274,10 @@ def _take_payment(w: _Work, item: PaymentIn) -> bool:
 # -- photos ------------------------------------------------------------------------------------------
 def _open_order(w: _Work) -> Order | None:
     """The unpaid order a new photo joins: the newest live job's, while nothing of it is paid."""
-    if not w.live():
+    live = w.live()
+    if not live:
         return None
-    order = w.order(w.live()[-1])
+    order = w.order(live[-1])
     members = [j for j in w.members(order) if j.state not in TERMINAL_JOB_STATES]
     if order.received_cents or any(j.paid or j.state not in UNPAID for j in members):
         return None

@@ -238,6 +238,12 @@ def _send(key: str, ref: str, to: _Recipient, msg_type: MsgType, content: str, n
         out.kinds.add("im_send")
 
 
+def _mail_queued(d: Decision, to: str, out: Committed) -> None:
+    """A mail is in the outbox: the profile keeps the address it goes to, and the dispatch actor is nudged."""
+    Conversation.update(email=to, email_status="given").where(Conversation.customer_id == d.customer_id).execute()
+    out.kinds.add("mail")
+
+
 def _effect(effect: Any, job: jm.Job | None, d: Decision, n: int, to: _Recipient, now: float,
             out: Committed) -> None:
     ref = job.job_id if job else f"customer:{d.customer_id}"
@@ -280,9 +286,7 @@ def _effect(effect: Any, job: jm.Job | None, d: Decision, n: int, to: _Recipient
             "job_id": job.job_id, "customer_id": d.customer_id, "seq": effect.seq, "to": effect.to,
             "attachment": row.result_path, "message_id": f"<{mail_key.replace(':', '.')}@retouch-shop>",
         })
-        Conversation.update(email=effect.to, email_status="given").where(
-            Conversation.customer_id == d.customer_id).execute()
-        out.kinds.add("mail")
+        _mail_queued(d, effect.to, out)
     elif isinstance(effect, MailOrder):
         rows = {r.job_id: r for r in ImageJob.select().where(ImageJob.job_id.in_([j for j, _ in effect.jobs]))}
         mail_key = f"mail:{effect.order_key}:{effect.seq}"
@@ -291,9 +295,7 @@ def _effect(effect: Any, job: jm.Job | None, d: Decision, n: int, to: _Recipient
             "to": effect.to, "message_id": f"<{mail_key.replace(':', '.')}@retouch-shop>",
             "attachments": [{"job_id": j, "number": n, "path": rows[j].result_path} for j, n in effect.jobs],
         })
-        Conversation.update(email=effect.to, email_status="given").where(
-            Conversation.customer_id == d.customer_id).execute()
-        out.kinds.add("mail")
+        _mail_queued(d, effect.to, out)
     elif isinstance(effect, jm.NotifyStaff):
         outbox.add(key=f"staff:{key}", kind="staff", ref=ref, now=now, payload={
             "event": effect.event, "text": effect.text, "customer_id": d.customer_id,
