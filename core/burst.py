@@ -306,7 +306,7 @@ def _order_words(w: _Work, order: Order, text: str) -> None:
         ready = _ready(order, w.members(order))
         if ready:
             _mail(w, order, ready)
-        else:
+        elif not any(j.state is _S.QUOTING for j in w.members(order)):  # while quoting, the quote answers shortly
             w.say(replies.EMAIL_ORDER_NOTED)
         text = words.without_email(text)
     if not text or words.is_smalltalk(text):

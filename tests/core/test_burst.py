@@ -227,6 +227,10 @@ class TestDelivery:
         (mail,) = [e for e in shop.new()[1] if isinstance(e, MailOrder)]
         assert len(mail.jobs) == 3
 
+    def test_an_address_with_the_photos_waits_for_the_quote_to_answer(self) -> None:
+        shop = photos(2, "第一张抠图 邮箱 amy@qq.com")
+        assert shop.new()[0] == [] and shop.orders["O1"].email == "amy@qq.com"
+
     def test_a_failed_mail_forgets_the_address_and_asks_again(self) -> None:
         shop = self.paid()
         shop.says(bm.TextIn("e", "amy@qq.com"))
