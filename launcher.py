@@ -26,7 +26,6 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from actors import metrics_files
 from cluster import placement
 from cluster.processes import (
     LaunchError,
@@ -43,6 +42,7 @@ from cluster.processes import (
     watch,
 )
 from imaging import cutout_weights
+from observability import metrics_files
 from protocol.messages import Pong, StartSystem
 from protocol.settings import Settings
 

@@ -19,9 +19,9 @@ from thespian.actors import (
 )
 
 from actors.bridge import ThreadBridge
-from actors.json_logs import bind_process
 from cluster import placement
 from core import redaction
+from observability.json_logs import bind_process
 from persistence.db import open_database
 from protocol.convention import Members, ParentCheck, ParentHere
 from protocol.messages import AddressBook, Configure, Ping, Pong

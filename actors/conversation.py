@@ -16,12 +16,12 @@ from typing import Any
 from thespian.actors import ActorAddress, ActorExitRequest
 
 from actors.base import ServiceActor, now
-from actors.json_logs import bind_process
 from cluster import placement
 from core import burst
 from core import image_job as jm
 from core.customer_events import JOB_KINDS, job_input
 from core.order import Order
+from observability.json_logs import bind_process
 from persistence import handoffs, jobs, messages, orders
 from persistence.models import JobEvent
 from protocol.image import Analysis, JobState

@@ -16,9 +16,9 @@ from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited
 
 from actors.base import ServiceActor, now
 from actors.conversation import ConversationActor
-from actors.metrics import ACTOR_RESTARTS
 from cluster import placement
 from core.rate_limit import CustomerLimiter
+from observability.metrics import ACTOR_RESTARTS
 from persistence import jobs, messages
 from protocol.messages import (
     Configure,

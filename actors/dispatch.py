@@ -25,10 +25,10 @@ from thespian.actors import ActorAddress
 
 from actors.base import ServiceActor
 from actors.bridge import ThreadBridge
-from actors.json_logs import ids_in, log_ids
 from integrations.mailer import MailError, build_files_mail, build_result_mail, mailer_from_settings, split_by_size
 from integrations.tuhui import DispatchClient, DispatchError, DispatchRejected
 from integrations.wechat import MESSAGES_PER_MINUTE, RateWindow, WebhookError, merge_notifications, post_markdown
+from observability.json_logs import ids_in, log_ids
 from persistence import handoffs, jobs, outbox
 from persistence.connection import atomic
 from persistence.models import Conversation, Handoff

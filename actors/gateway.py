@@ -8,8 +8,8 @@ from thespian.actors import ActorAddress
 
 from actors.base import ServiceActor
 from actors.bridge import ThreadBridge
-from actors.render_work import gemini_client
 from core.phrasing import Line
+from executors.gemini import gemini_client
 from integrations.im_bridge import BridgeClient, PhraseFn
 from integrations.phrasing import Phrased, Phraser
 from persistence import profiles

@@ -13,7 +13,6 @@ from thespian.actors import ActorAddress, ActorExitRequest
 
 from actors.base import ServiceActor
 from actors.bridge import ThreadBridge
-from actors.http_api import ApiState, serve
 from protocol.messages import (
     CustomerEvents,
     HealthQuery,
@@ -22,6 +21,8 @@ from protocol.messages import (
     OperatorHandOffDone,
     TasksChanged,
 )
+from web.app import serve
+from web.base import ApiState
 
 
 def ingress_names(count: int) -> list[str]:

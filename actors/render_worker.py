@@ -8,28 +8,14 @@ from typing import Any
 from thespian.actors import ActorAddress, ActorExitRequest
 
 from actors.base import ServiceActor
-from actors.find_work import find_image
-from actors.json_logs import ids_in, log_ids
-from actors.render_work import AlreadySettled, Outcome, analyze_photo, gemini_client, render_job
 from cluster import placement
-from integrations.gemini import GeminiClient
+from executors.gemini import gemini_client
+from executors.work import perform
+from observability.json_logs import ids_in, log_ids
 from protocol.convention import WorkerStarted
 from protocol.messages import WorkDone, WorkItem
-from protocol.settings import Settings
 
 ORPHAN_CHECK_S = 2.0
-
-
-def perform(settings: Settings, key: str, kind: str, payload: dict[str, Any], gemini: GeminiClient | None) -> Outcome:
-    """Do one work item (analyze, find or render); an item settled before yields no new outcome."""
-    try:
-        if kind == "analyze":
-            return analyze_photo(settings, key, payload, gemini)
-        if kind == "find":
-            return find_image(settings, key, payload)
-        return render_job(settings, key, payload, gemini)
-    except AlreadySettled:
-        return Outcome(payload["customer_id"], None)
 
 
 class RenderWorker(ServiceActor):
@@ -57,7 +43,7 @@ class RenderWorker(ServiceActor):
                 return  # orphaned: the new pool hands this job to a worker of its own
             assert self.settings is not None
             with log_ids(**ids_in(msg.payload)):
-                outcome = perform(self.settings, msg.key, msg.kind, msg.payload, self.gemini)
+                outcome = perform(self.settings, msg.key, msg.kind, msg.payload, self.gemini, placement.this_system())
             self.send(sender, WorkDone(key=msg.key, customer_id=outcome.customer_id, event_id=outcome.event_id))
         else:
             super().on_message(msg, sender)

@@ -18,9 +18,9 @@ from typing import Any
 from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited
 
 from actors.base import ServiceActor, now
-from actors.metrics import ACTOR_RESTARTS
 from actors.render_worker import RenderWorker
 from cluster import placement
+from observability.metrics import ACTOR_RESTARTS
 from persistence import jobs, outbox
 from protocol.convention import WorkerStarted
 from protocol.messages import Configure, JobNotice, WorkDone, WorkItem, WorkNudge

@@ -18,12 +18,12 @@ from actors.dispatch import Dispatch
 from actors.gateway import Gateway
 from actors.ingress import Ingress, ingress_names
 from actors.member_agent import TOKEN_FILE, MemberAgent, group_pids
-from actors.metrics import ACTOR_RESTARTS
 from actors.renderer import RendererPool
 from actors.scheduler import Scheduler
 from cluster import placement
 from cluster.membership import HEARTBEAT_S, Membership
 from core.supervision import RESTART_WINDOW_S, on_death
+from observability.metrics import ACTOR_RESTARTS
 from protocol.convention import MemberBeat, MemberReport, Members, MemberView, ProbeStart
 from protocol.messages import (
     ActorHealth,

@@ -26,7 +26,6 @@ import tempfile
 import threading
 from pathlib import Path
 
-from actors import metrics_files
 from cluster import placement
 from cluster.processes import (
     LaunchError,
@@ -42,6 +41,7 @@ from cluster.processes import (
     setup_logging,
     watch,
 )
+from observability import metrics_files
 from protocol.messages import Pong
 from protocol.settings import LOOPBACK_HOSTS, Settings
 

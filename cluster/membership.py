@@ -1,7 +1,7 @@
 """Root's view of the convention: members as Thespian announces them, kept honest by a heartbeat of our own.
 
 Thespian tells Root (`notifyOnSystemRegistrationChanges`) when a member registers or is declared dead
-(it misses CONVENTION_REGISTRATION_MISS_MAX re-registrations, tuned to seconds in actors/runtime.py). Root
+(it misses CONVENTION_REGISTRATION_MISS_MAX re-registrations, tuned to seconds in cluster/runtime.py). Root
 also beats a probe on each member every HEARTBEAT_S: a member is alive from its probe's first answer and
 lost when its probe stays silent for LOST_AFTER_S, or for CONFIRM_S once Thespian has dropped it. Thespian
 alone is not trusted: a member admin busy forking a burst of actors misses its re-registrations while the

@@ -84,7 +84,7 @@ def setup_logging(settings: Settings, log_name: str = "shop.log") -> dict:
     }
     log_defs = {
         "version": 1,
-        "formatters": {"plain": {"format": fmt}, "json": {"()": "actors.json_logs.JsonFormatter"}},
+        "formatters": {"plain": {"format": fmt}, "json": {"()": "observability.json_logs.JsonFormatter"}},
         "handlers": handlers,
         "root": {"handlers": ["console", "file"], "level": settings.LOG_LEVEL},
         "loggers": {"peewee": {"level": "INFO"}, "asyncio": {"level": "WARNING"},
@@ -93,7 +93,7 @@ def setup_logging(settings: Settings, log_name: str = "shop.log") -> dict:
     }
     import logging.config
 
-    from actors.json_logs import bind_process, install_record_factory
+    from observability.json_logs import bind_process, install_record_factory
 
     install_record_factory()  # before the fork: every actor process captures the ids it binds
     bind_process("launcher")
@@ -116,8 +116,8 @@ class RunningSystem:
 def ready_to_fork(settings: Settings, thespian_log_name: str = "thespian.log") -> None:
     """Load before the actor system forks what every actor should share rather than load on its own: RapidOCR's
     and onnxruntime's code, google-genai when keyed; Thespian's log masked under DATA_DIR, its sockets tuned."""
-    from actors import thespian_log
-    from actors.runtime import tune_thespian
+    from cluster import thespian_log
+    from cluster.runtime import tune_thespian
     from imaging import cutout, ocr
     from integrations.gemini import load_sdk
 
@@ -141,7 +141,7 @@ def refuse_weak_secrets(settings: Settings) -> None:
 def listen_address(address: str) -> str:
     """Check the address the actor system will listen on and bind every actor socket to it alone (LaunchError
     for a public one); the warning to log for a private one, else ""."""
-    from actors import thespian_bind
+    from cluster import thespian_bind
 
     try:
         warning = thespian_bind.check_address(address)
@@ -240,7 +240,7 @@ def watch(system: RunningSystem, stop: threading.Event, start: Callable[[], Runn
             return None
         system, misses = restarted, 0
         log.warning("%s restarted in %.2fs", what, time.monotonic() - started)
-        from actors.metrics import ACTOR_RESTARTS  # imported once the metrics directory is set up
+        from observability.metrics import ACTOR_RESTARTS  # imported once the metrics directory is set up
 
         ACTOR_RESTARTS.labels("system").inc()
     return system

@@ -122,6 +122,7 @@ class GeminiError(Exception):
     """Base of every error this client raises; ``retryable`` tells :func:`with_retries` what to do."""
 
     retryable: ClassVar[bool] = False
+    kind: ClassVar[str] = "other"  # its label on shop_gemini_errors_total (observability/metrics.py)
 
     def __init__(self, message: str, *extra: object) -> None:
         # Extra fields travel in args so the error pickles across processes.
@@ -135,6 +136,7 @@ class GeminiError(Exception):
 class RateLimited(GeminiError):
     """429: quota or rate exceeded; ``retry_after_s`` is the server's wait, when it gave one."""
 
+    kind = "rate_limited"
     retryable = True
 
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
@@ -145,6 +147,7 @@ class RateLimited(GeminiError):
 class ServerError(GeminiError):
     """5xx from the API."""
 
+    kind = "server_error"
     retryable = True
 
     def __init__(self, message: str, status: int = 500) -> None:
@@ -155,23 +158,28 @@ class ServerError(GeminiError):
 class GeminiTimeout(GeminiError):
     """No answer within the client's timeout."""
 
+    kind = "timeout"
     retryable = True
 
 
 class Unreachable(GeminiError):
     """The API could not be reached or broke the connection."""
 
+    kind = "unreachable"
     retryable = True
 
 
 class MalformedResponse(GeminiError):
     """An answer we cannot use: not JSON, no image, or JSON that does not fit the schema."""
 
+    kind = "malformed_response"
     retryable = True
 
 
 class SafetyBlocked(GeminiError):
     """The model refused on policy grounds; ``reason`` is Google's block or finish reason."""
+
+    kind = "safety_blocked"
 
     def __init__(self, message: str, reason: str = "") -> None:
         super().__init__(message, reason)
@@ -184,6 +192,8 @@ class AnswerTooLarge(GeminiError):
 
 class RequestRejected(GeminiError):
     """A 4xx other than 429: bad request, bad or missing key, unknown model."""
+
+    kind = "request_rejected"
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message, status)

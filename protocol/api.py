@@ -1,7 +1,7 @@
 """What the HTTP API answers inside the envelope's `data` (SPEC §1, §8), and the query of /api/task/list.
 
 The handlers build these answers as plain dicts; the models here describe them for the OpenAPI document
-(actors/openapi.py), and the suite checks live answers against them. Times named `*_at` in task answers are
+(web/openapi.py), and the suite checks live answers against them. Times named `*_at` in task answers are
 ISO 8601 in the shop's time zone; everywhere else they are UTC epoch seconds.
 """
 

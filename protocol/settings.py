@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         return (self.PUBLIC_BASE_URL or self.api_base_url).rstrip("/")
 
     @property
+    def fetch_allow_hosts(self) -> frozenset[str]:
+        """FETCH_ALLOW_HOSTS as a set of host or host:port entries."""
+        return frozenset(h.strip() for h in self.FETCH_ALLOW_HOSTS.split(",") if h.strip())
+
+    @property
     def asset_dir(self) -> Path:
         """Where the shop keeps its own images for find-image: ASSET_DIR, else DATA_DIR/assets."""
         return self.ASSET_DIR or self.DATA_DIR / "assets"

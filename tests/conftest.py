@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from actors import thespian_bind
+from cluster import thespian_bind
 from standins.fake_gemini import FakeGemini
 from tests import pg
 from tests.ports import free_port

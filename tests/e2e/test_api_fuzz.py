@@ -27,11 +27,12 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from actors.http_api import MAX_BODY, ApiState, make_app, needs_key
-from actors.openapi import ENVELOPE_TAGS, build_document
 from protocol.settings import Settings
 from tests.e2e.test_image_job import send_photo
 from tests.harness import Launcher, http, photo_png, task_body, wait_for
+from web.app import make_app, needs_key
+from web.base import MAX_BODY, ApiState
+from web.openapi import ENVELOPE_TAGS, build_document
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -1,4 +1,4 @@
-"""The console's operator actions through the launcher, as an operator uses them (actors/console_actions.py).
+"""The console's operator actions through the launcher, as an operator uses them (web/console_actions.py).
 
 An account made with `shop-admin user add` logs in; pause and resume silence and free the AI; a message written
 as staff reaches the customer once (through the outbox and the IM bridge) and pauses the AI, and its echo from

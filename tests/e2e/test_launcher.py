@@ -180,7 +180,7 @@ def _children(pid: int) -> list[int]:
 
 def test_every_socket_of_the_service_listens_on_loopback_only(tmp_path: Path) -> None:
     """One host: the actors' ports, the admin's, the logger's, the HTTP API and the stand-ins all on 127.0.0.1 —
-    Thespian alone would bind the actors' to every interface (actors/thespian_bind.py)."""
+    Thespian alone would bind the actors' to every interface (cluster/thespian_bind.py)."""
     launcher = Launcher(tmp_path / "d").start()
     try:
         assert launcher.proc is not None

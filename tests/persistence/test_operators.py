@@ -99,7 +99,7 @@ def test_the_audit_keeps_who_what_and_before_after_newest_first(db_url: str) -> 
 
 
 def test_failed_logins_are_counted_in_the_database_so_every_ingress_process_throttles_alike(db_url: str) -> None:
-    from actors.console_auth import LoginThrottle
+    from web.console_auth import LoginThrottle
 
     first, second = LoginThrottle(per_minute=3), LoginThrottle(per_minute=3)  # as two ingress processes hold them
     for n in range(3):

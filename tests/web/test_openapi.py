@@ -1,4 +1,4 @@
-"""The OpenAPI document of the ingress (actors/openapi.py) and its docs page, as an integrator reads them.
+"""The OpenAPI document of the ingress (web/openapi.py) and its docs page, as an integrator reads them.
 
 The document validates as OpenAPI 3.1, describes every route of make_app, takes its schemas from the pydantic
 models, says where the API key is needed, and is served at /api/openapi.json; /api/docs renders it in a browser.
@@ -20,9 +20,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from pydantic import BaseModel
 
-from actors.http_api import MAX_BODY, ApiState, make_app, needs_key
-from actors.openapi import REF, ROUTES, build_document
 from protocol.settings import Settings
+from web.app import make_app, needs_key
+from web.base import MAX_BODY, ApiState
+from web.openapi import REF, ROUTES, build_document
 
 KEY = "doc-key-5b2e"
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actors.render_work import Outcome, allow_hosts
+from executors.outcome import Outcome
 from imaging.fetch import FetchError, fetch_image
 from imaging.phash import NotAnImage, phash
 from persistence import image_index, jobs
@@ -60,7 +60,7 @@ def _query(settings: Settings, key: str, payload: dict[str, Any], row: ImageJob 
     """The image to look for, and what it is (for staff when nothing is found)."""
     if payload.get("reference_url"):
         dest = settings.DATA_DIR / "images" / f"find-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-        return fetch_image(payload["reference_url"], dest, allow_hosts(settings)).path, "客户发的参考图"
+        return fetch_image(payload["reference_url"], dest, settings.fetch_allow_hosts).path, "客户发的参考图"
     if row is not None and row.source_path and Path(row.source_path).is_file():
         return Path(row.source_path), f"图片单 {row.job_id} 的原图"
     return None, "没有参考图"

@@ -33,7 +33,7 @@ def bind_where_reached() -> None:
     """Make every Thespian socket bind the address it advertises instead of every interface (idempotent)."""
     version = importlib.metadata.version("thespian")
     if version != WRITTEN_FOR:
-        raise ThespianChanged(f"actors/thespian_bind.py patches Thespian {WRITTEN_FOR}'s IPActorAddress; "
+        raise ThespianChanged(f"cluster/thespian_bind.py patches Thespian {WRITTEN_FOR}'s IPActorAddress; "
                               f"{version} is installed: read its IPBase.py and update the patch")
     cls: Any = IPBase.IPActorAddress
     if getattr(cls, "_bound_where_reached", False):

@@ -1,4 +1,4 @@
-"""Login for the console (actors/console_auth.py): the ingress's real aiohttp app on a real SQLite file, driven
+"""Login for the console (web/console_auth.py): the ingress's real aiohttp app on a real SQLite file, driven
 like a browser that keeps its cookies.
 
 Without a session the console answers 401 (API) or a redirect to the login page; a forged or expired cookie is
@@ -25,11 +25,12 @@ from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDictProxy
 
-from actors.console_auth import CSRF_MISSING, Session, SessionSigner, is_local, load_secret
-from actors.http_api import ApiState, make_app
 from persistence import operators
 from persistence.db import close_database, open_database
 from protocol.settings import Settings
+from web.app import make_app
+from web.base import ApiState
+from web.console_auth import CSRF_MISSING, Session, SessionSigner, is_local, load_secret
 
 pytestmark = pytest.mark.timeout(60)
 

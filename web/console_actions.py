@@ -14,12 +14,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from actors.console_auth import ACCOUNTS, CSRF, OPERATOR, client_ip
-from actors.http_api import STATE, ApiError, envelope, parse_body
 from persistence import operator_actions, operators, tasks
 from protocol.console import ConsolePauseIn, ReasonIn, StaffMessageIn
 from protocol.image import TERMINAL_JOB_STATES
 from protocol.messages import OperatorHandOff, OperatorHandOffDone, SendNudge
+from web.base import STATE, ApiError, envelope, parse_body
+from web.console_auth import ACCOUNTS, CSRF, OPERATOR, client_ip
 
 HANDOFF_TIMEOUT_S = 15.0  # the customer's conversation may have to be started first
 AUDIT_LIMIT_MAX = 500

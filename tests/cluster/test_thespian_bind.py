@@ -1,4 +1,4 @@
-"""Where a real multiprocTCPBase actor system listens (actors/thespian_bind.py): the address it was told to use
+"""Where a real multiprocTCPBase actor system listens (cluster/thespian_bind.py): the address it was told to use
 — loopback, or a second address as a member across hosts would be — and never every interface."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import textwrap
 import pytest
 from thespian.system.transport import IPBase
 
-from actors import thespian_bind
+from cluster import thespian_bind
 from tests.harness import REPO, free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(60)
 SCRIPT = textwrap.dedent("""
     import json, os, sys
     from thespian.actors import Actor, ActorSystem
-    from actors import thespian_bind
+    from cluster import thespian_bind
     from tests.harness import listening_addresses, process_group_alive
 
     class Echo(Actor):

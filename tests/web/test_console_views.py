@@ -1,9 +1,9 @@
-"""The console's page, static files, thumbnails and live stream (actors/console_views.py, console_hub.py): the
+"""The console's page, static files, thumbnails and live stream (web/console_views.py, console_hub.py): the
 ingress's real aiohttp app on a real SQLite file. Root's health answer is played by the test (no actor system).
 
 A change in the database reaches an open stream as a new snapshot within a couple of seconds, and nothing is
 pushed while nothing changes; the line is kept alive with comments; a client that leaves stops the checks;
-the server stops at once with a stream open; no path escapes web/.
+the server stops at once with a stream open; no path escapes web/static/.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from actors import console_hub, console_views
-from actors.http_api import ApiState, make_app
 from persistence import messages
 from persistence.db import close_database, open_database
 from persistence.models import ImageJob
@@ -28,6 +26,9 @@ from protocol.im import MessageFrame
 from protocol.messages import ActorHealth, HealthReport
 from protocol.settings import Settings
 from tests.harness import photo_png
+from web import console_hub, console_views
+from web.app import make_app
+from web.base import ApiState
 
 pytestmark = pytest.mark.timeout(60)
 

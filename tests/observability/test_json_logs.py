@@ -1,4 +1,4 @@
-"""JSON log lines (actors/json_logs.py): one object a line, carrying the ids of what each line concerns."""
+"""JSON log lines (observability/json_logs.py): one object a line, carrying the ids of what each line concerns."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from actors import json_logs
-from actors.json_logs import JsonFormatter, bind_process, ids_in, log_ids
+from observability import json_logs
+from observability.json_logs import JsonFormatter, bind_process, ids_in, log_ids
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 document of the ingress, built at startup from a route table and the pydantic models.
 
-ROUTES says, for each route of actors/http_api.make_app, what it takes and answers; build_document() walks the
+ROUTES says, for each route of web/app.make_app, what it takes and answers; build_document() walks the
 app's router and describes every route it finds (a route missing from ROUTES still appears, from its handler's
-docstring). GET /api/openapi.json serves the document and GET /api/docs a page (web/api-docs.html) to read it.
+docstring). GET /api/openapi.json serves the document and GET /api/docs a page (web/static/api-docs.html) to read it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from protocol.operator import PauseIn
 from protocol.tianwang import CancelIn, Envelope, EventIn, TaskIn
 
 REF = "#/components/schemas/{model}"
-DOCS_PAGE = Path(__file__).resolve().parent.parent / "web" / "api-docs.html"
+DOCS_PAGE = Path(__file__).resolve().parent / "static" / "api-docs.html"
 DOCUMENT = web.AppKey("openapi_document", bytes)
 
 # Tags, in the order the docs page shows them.

@@ -1,4 +1,5 @@
-"""/metrics (actors/metrics.py, actors/metrics_http.py, actors/metrics_files.py): what a Prometheus scrape reads.
+"""/metrics (observability/metrics.py, observability/metrics_files.py, web/metrics.py, web/database_metrics.py):
+what a Prometheus scrape reads.
 
 The ingress app runs for real on a loopback port over a real SQLite file; Gemini calls go to the
 Gemini stand-in; counters of forked processes are added up through the multiprocess directory.
@@ -19,15 +20,18 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from actors import metrics
-from actors.http_api import ApiState, make_app
+from executors.gemini import MeteredGeminiClient
 from integrations.gemini import GeminiError
+from observability import metrics
 from persistence import figures
 from persistence.db import close_database, open_database
 from persistence.models import Task
 from protocol.settings import Settings
 from standins.fake_gemini import FakeGemini, FaultSpec
 from tests.harness import REPO, free_port
+from web.app import make_app
+from web.base import ApiState
+from web.database_metrics import DatabaseCollector
 
 pytestmark = pytest.mark.timeout(60)
 KEY = "metrics-test-key"
@@ -61,7 +65,7 @@ def add_task(task_id: str, status: str) -> None:
 
 def test_database_figures_are_in_the_scrape_with_every_known_label_at_zero(db: Path) -> None:
     add_task("T1", "waiting")
-    scrape = samples(generate_latest(metrics.registry()).decode())
+    scrape = samples(generate_latest(metrics.registry(DatabaseCollector())).decode())
     assert value(scrape, "shop_database_up") == 1
     assert value(scrape, "shop_tianwang_tasks", status="waiting") == 1
     assert ("shop_tianwang_tasks", (("status", "completed"),)) in scrape  # zero, but present
@@ -77,6 +81,15 @@ def test_every_child_of_root_has_a_restart_series() -> None:
     assert set(CHILDREN) <= set(metrics.RESTART_KINDS)
 
 
+def test_every_kind_of_gemini_failure_has_its_series() -> None:
+    kinds = {cls.kind for cls in _subclasses(GeminiError)}
+    assert kinds <= set(metrics.GEMINI_ERROR_KINDS)
+
+
+def _subclasses(cls: type) -> set[type]:
+    return {cls} | {d for sub in cls.__subclasses__() for d in _subclasses(sub)}
+
+
 def test_the_database_is_read_at_most_once_a_second_however_often_scraped() -> None:
     reads: list[float] = []
     now = [100.0]
@@ -85,7 +98,7 @@ def test_the_database_is_read_at_most_once_a_second_however_often_scraped() -> N
         reads.append(now[0])
         return figures.Figures(customer_messages=len(reads))
 
-    collector = metrics.DatabaseCollector(read, min_interval_s=1.0, clock=lambda: now[0])
+    collector = DatabaseCollector(read, min_interval_s=1.0, clock=lambda: now[0])
     for _ in range(5):
         list(collector.collect())
     now[0] += 1.0
@@ -97,7 +110,7 @@ def test_the_database_is_read_at_most_once_a_second_however_often_scraped() -> N
 def test_a_database_that_does_not_answer_is_a_zero_not_a_failed_scrape(tmp_path: Path) -> None:
     open_database(f"sqlite:///{tmp_path}/t.db", create=True)
     close_database()  # every query now fails
-    scrape = samples(generate_latest(metrics.registry()).decode())
+    scrape = samples(generate_latest(metrics.registry(DatabaseCollector())).decode())
     assert value(scrape, "shop_database_up") == 0
     assert not any(name == "shop_tianwang_tasks" for name, _ in scrape)
 
@@ -108,7 +121,7 @@ def test_gemini_calls_and_errors_are_counted_by_call_and_kind() -> None:
 
     with FakeGemini(port=free_port()) as fake:
         before = counts()
-        with metrics.MeteredGeminiClient("test-key", fake.base_url, "img-model", "text-model", timeout_s=5) as client:
+        with MeteredGeminiClient("test-key", fake.base_url, "img-model", "text-model", timeout_s=5) as client:
             fake.add_faults([FaultSpec(kind="500")])
             with pytest.raises(GeminiError):
                 client.detect_text(_png(), "image/png")
@@ -165,9 +178,9 @@ def test_counters_of_forked_processes_add_up_and_outlive_them(tmp_path: Path) ->
     script = textwrap.dedent(f"""
         import os, signal, sys
         from pathlib import Path
-        from actors import metrics_files
+        from observability import metrics_files
         metrics_files.prepare(Path({str(tmp_path)!r}))
-        from actors import metrics
+        from observability import metrics
         from prometheus_client import generate_latest
         for n in range(3):
             pid = os.fork()

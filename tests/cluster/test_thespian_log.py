@@ -1,4 +1,4 @@
-"""Thespian's own log (actors/thespian_log.py): under DATA_DIR, and masked like every other log."""
+"""Thespian's own log (cluster/thespian_log.py): under DATA_DIR, and masked like every other log."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(f"""
     from pathlib import Path
     from thespian.system import utilis
     from thespian.system.transport import TCPTransport
-    from actors import thespian_log
+    from cluster import thespian_log
     from core import redaction
     from protocol.settings import Settings
 

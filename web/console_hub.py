@@ -18,12 +18,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from actors.console_errors import ErrorLog
-from actors.http_api import ApiState, ask_health
 from core.redaction import redact
 from integrations.tuhui import DispatchClient, DispatchError
+from observability.error_log import ErrorLog
 from persistence import console
 from protocol.messages import ActorHealth
+from web.base import ApiState
+from web.health import ask_health
 
 log = logging.getLogger("shop.console")
 

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from actors import metrics
+from observability import metrics
+from web.database_metrics import DatabaseCollector
 
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 SCRAPER = web.AppKey("metrics_scraper", ThreadPoolExecutor)
@@ -24,7 +25,7 @@ def install(app: web.Application, ingress: str = "ingress") -> None:
     ingress names the process serving app (INGRESS_PROCESSES)."""
     app.middlewares.insert(0, count_requests)
     app[INGRESS] = ingress
-    app[REGISTRY] = metrics.registry()
+    app[REGISTRY] = metrics.registry(DatabaseCollector())
     # One scrape at a time, off the loop: it reads the database and every process's counter files.
     app[SCRAPER] = ThreadPoolExecutor(1, thread_name_prefix="metrics")
     app.on_cleanup.append(_stop_scraper)

@@ -1,4 +1,4 @@
-"""Recent errors for the console (actors/console_errors.py), read from a real log file as it grows."""
+"""Recent errors for the console (observability/error_log.py), read from a real log file as it grows."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from actors.console_errors import KEEP, START_BACK, ErrorLog
+from observability.error_log import KEEP, START_BACK, ErrorLog
 
 
 def write(path: Path, text: str) -> None:

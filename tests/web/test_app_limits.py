@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from actors.http_api import MAX_BODY, ApiState, envelope, make_app
 from core import redaction
 from persistence.db import close_database, open_database
 from protocol.settings import Settings
+from web.app import make_app
+from web.base import MAX_BODY, ApiState, envelope
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
-from actors.http_api import STATE, ApiError, envelope
 from persistence import operators
 from protocol.settings import Settings
+from web.base import STATE, ApiError, envelope
 
 log = logging.getLogger("shop.console")
 
@@ -42,7 +42,7 @@ LOGIN_PATH = "/console/login"
 LOGOUT_PATH = "/console/logout"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FAILURES_PER_MINUTE = 5
-LOGIN_PAGE = Path(__file__).resolve().parent.parent / "web" / "login.html"
+LOGIN_PAGE = Path(__file__).resolve().parent / "static" / "login.html"
 CSRF_MISSING = "CSRF token missing or wrong"
 NO_ACCOUNTS = ("no operator account exists yet: the console is open only from this machine (loopback). "
                "On the server run `shop-admin user add NAME`, then log in at /console/login")

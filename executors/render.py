@@ -1,4 +1,4 @@
-"""The work a render worker does for one outbox row: download and analyse a photo, or render and check a result.
+"""Rendering in a render worker: render, check the file the order names, score it, re-render, settle the best.
 
 Blocking on purpose: each worker is its own process with one job at a time. Every paid call is
 preceded by a recorded attempt, and a stored result is reused instead of asked for again.
@@ -17,93 +17,22 @@ from typing import Any
 
 from PIL import Image
 
-from actors.metrics import MeteredGeminiClient
-from cluster import placement
-from core import risk
 from core.render_prompt import qa_prompt, render_prompt
 from core.render_spec import render_spec
+from executors.outcome import AlreadySettled, Outcome
 from imaging import contract, pipeline
-from imaging.analysis import analyze
-from imaging.fetch import FetchError, fetch_image
 from imaging.limits import check_image_bytes
 from imaging.quality import score_result
 from integrations.gemini import GeminiClient, GeminiError, SafetyBlocked, with_retries
 from persistence import image_index, jobs
 from persistence.connection import atomic
-from protocol.image import Analysis, RenderRequest, RenderSpec
+from protocol.image import RenderRequest, RenderSpec
 from protocol.settings import Settings
 
 log = logging.getLogger("shop.render_worker")
 
 GEMINI_TRIES = 4  # per attempt: 429s, 5xx and timeouts before the render counts as failed
 QA_TRIES = 2
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a work item left for the conversation: whose it is and the JobEvent written (None if settled before)."""
-
-    customer_id: str
-    event_id: int | None
-
-
-def gemini_client(settings: Settings) -> GeminiClient | None:
-    """The Gemini client when a key is configured, else None (the local renderer and measures serve)."""
-    if settings.GEMINI_API_KEY is None:
-        return None
-    return MeteredGeminiClient(settings.GEMINI_API_KEY.get_secret_value(), settings.GEMINI_BASE_URL,
-                               settings.GEMINI_IMAGE_MODEL, settings.GEMINI_TEXT_MODEL, settings.GEMINI_TIMEOUT_S)
-
-
-def allow_hosts(settings: Settings) -> frozenset[str]:
-    """FETCH_ALLOW_HOSTS as a set of host or host:port entries."""
-    return frozenset(h.strip() for h in settings.FETCH_ALLOW_HOSTS.split(",") if h.strip())
-
-
-def analyze_photo(settings: Settings, key: str, payload: dict[str, Any], gemini: GeminiClient | None) -> Outcome:
-    """Download the customer's photo, analyse it, and leave `analyzed` or `analysis_failed` for the conversation."""
-    job_id, customer_id = payload["job_id"], payload["customer_id"]
-    images = settings.DATA_DIR / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    try:
-        fetched = fetch_image(payload["url"], images / job_id, allow_hosts(settings))
-        analysis = analyze(Path(fetched.path))
-        image_index.add_file(Path(fetched.path), "original", job_id, time.time())  # find-image looks here too
-    except FetchError as exc:
-        log.info("job %s: photo not usable (%s): %s", job_id, exc.reason, exc)
-        event_id = jobs.settle(key, "delivered", "analysis_failed", customer_id, job_id,
-                               {"reason": exc.reason, "detail": str(exc)}, time.time())
-        return Outcome(customer_id, event_id)
-    if gemini is not None and not analysis.has_text:
-        # The vision model sees text the offline OCR misses (stylised signs); it can only add, never clear.
-        try:
-            found, text = with_retries(lambda: gemini.detect_text(Path(fetched.path).read_bytes(), fetched.mime),
-                                       max_tries=2)
-            if found:
-                analysis = analysis.model_copy(update={"has_text": True, "text": text[:200], "text_source": "gemini"})
-        except GeminiError as exc:
-            log.warning("job %s: Gemini text detection failed (%s); OCR's answer stands", job_id, type(exc).__name__)
-    analysis = _with_risk(analysis, Path(fetched.path), fetched.mime, gemini, job_id)
-    event_id = jobs.settle(key, "delivered", "analyzed", customer_id, job_id,
-                           {"analysis": analysis.model_dump(), "source_path": str(fetched.path)}, time.time())
-    return Outcome(customer_id, event_id)
-
-
-def _with_risk(analysis: Analysis, path: Path, mime: str, gemini: GeminiClient | None, job_id: str) -> Analysis:
-    """The analysis with its risk verdict: the offline rules', made stricter by the vision model's when keyed."""
-    verdict = risk.assess(analysis.width, analysis.height, analysis.blur, analysis.noise, analysis.damage,
-                          analysis.text)
-    source = "rules"
-    if gemini is not None:
-        try:
-            said, why = with_retries(lambda: gemini.assess_risk(path.read_bytes(), mime), max_tries=2)
-            stricter = risk.stricter(verdict, risk.Assessment(said, f"模型判断:{why}"[:200], f"gemini_{said.value}"))
-            source = "gemini" if stricter is not verdict else source
-            verdict = stricter
-        except GeminiError as exc:
-            log.warning("job %s: Gemini risk check failed (%s); the rules' verdict stands", job_id, type(exc).__name__)
-    return analysis.model_copy(update={"risk": verdict.verdict, "risk_reason": verdict.reason,
-                                       "risk_rule": verdict.rule, "risk_source": source})
 
 
 @dataclass(frozen=True)
@@ -115,9 +44,10 @@ class _Result:
     score: int
 
 
-def render_job(settings: Settings, key: str, payload: dict[str, Any], gemini: GeminiClient | None) -> Outcome:
+def render_job(settings: Settings, key: str, payload: dict[str, Any], gemini: GeminiClient | None, system: str = ""
+               ) -> Outcome:
     """Render, check the deliverable's contract, quality-check and re-render up to RENDER_MAX_ATTEMPTS; leave
-    `render_done` (the best result) or `render_failed`."""
+    `render_done` (the best result) or `render_failed`; system names the actor system that renders, in its attempts."""
     request = RenderRequest.model_validate(payload)
     source = Path(request.source_path or "")
     if not source.is_file():
@@ -138,7 +68,7 @@ def render_job(settings: Settings, key: str, payload: dict[str, Any], gemini: Ge
             continue
         else:
             jobs.start_attempt(request.render_id, n, "gemini" if spec.model_ratio else "local", os.getpid(),
-                               time.time(), system=placement.this_system(), operation=spec.operation.value)
+                               time.time(), system=system, operation=spec.operation.value)
             try:
                 result = _attempt(gemini, source, photo, spec, request, out_dir, n)
             except contract.ContractBroken as exc:  # a failed attempt: re-rendered, never sent
@@ -230,10 +160,6 @@ def _done(settings: Settings, key: str, payload: dict[str, Any], best: _Result) 
         if event_id is None:
             raise AlreadySettled  # roll the published files back: the first settlement's URLs stand
     return Outcome(payload["customer_id"], event_id)
-
-
-class AlreadySettled(Exception):
-    """The row was settled by an earlier run (a re-drive after a crash): this run's outcome is dropped."""
 
 
 def _failed(key: str, payload: dict[str, Any], reason: str, kind: str) -> Outcome:

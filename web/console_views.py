@@ -12,12 +12,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from actors.console_hub import ConsoleHub
-from actors.http_api import STATE, ApiError, envelope
 from imaging.thumbnail import NoThumbnail, thumbnail
 from persistence import console
+from web.base import STATE, ApiError, envelope
+from web.console_hub import ConsoleHub
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = Path(__file__).resolve().parent / "static"  # package data: a wheel serves the console too
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".png": "image/png", ".svg": "image/svg+xml"}
 STATIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")  # one name, no path, no dot-dot
 KEEPALIVE_S = 15.0
@@ -43,7 +43,7 @@ async def page(request: web.Request) -> web.StreamResponse:
 
 
 async def static(request: web.Request) -> web.StreamResponse:
-    """GET /console/static/{name}: the page's stylesheet, script and images, from web/ only."""
+    """GET /console/static/{name}: the page's stylesheet, script and images, from web/static only."""
     name = request.match_info["name"]
     kind = STATIC_TYPES.get(Path(name).suffix)
     path = WEB_DIR / name
