@@ -7,7 +7,6 @@ after a restart it picks up unprocessed messages and outcomes where they are.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -20,11 +19,10 @@ from cluster import placement
 from core import burst
 from core import image_job as jm
 from core.customer_events import JOB_KINDS, job_input
-from core.order import Order
 from observability.json_logs import bind_process
-from persistence import handoffs, jobs, messages, orders
+from persistence import handoffs, job_events, jobs, messages, orders
 from persistence.models import JobEvent
-from protocol.image import Analysis, JobState
+from protocol.image import JobState
 from protocol.messages import (
     ConversationStarted,
     CustomerEvents,
@@ -38,38 +36,6 @@ from protocol.messages import (
 
 ORPHAN_CHECK_S = 5.0
 COMMIT_TRIES = 3  # a compare-and-set lost to another writer is decided again from fresh state
-
-
-def job_id_for(customer_id: str, msg_id: str) -> str:
-    """A job's id, derived from the photo that started it: re-deciding the same burst names the same job."""
-    return "J" + hashlib.sha256(f"{customer_id}\0{msg_id}".encode()).hexdigest()[:12]
-
-
-def core_event(ev: JobEvent) -> tuple[jm.Event | None, dict[str, Any]]:
-    """The machine's event for an executor outcome, and the job columns it sets."""
-    p = json.loads(ev.payload)
-    if ev.kind == "analyzed":
-        analysis = Analysis.model_validate(p["analysis"])
-        return jm.Analyzed(analysis=analysis), {"source_path": p["source_path"],
-                                                "analysis": analysis.model_dump_json()}
-    if ev.kind == "analysis_failed":
-        return jm.AnalysisFailed(reason=p["reason"]), {}
-    if ev.kind == "render_done":
-        return jm.RenderDone(render_id=p["render_id"], result_url=p["result_url"], preview_url=p["preview_url"],
-                             score=p["score"], qa_passed=p["qa_passed"]), {"result_path": p["result_path"]}
-    if ev.kind == "render_failed":
-        return jm.RenderFailed(render_id=p["render_id"], reason=p["reason"], kind=p["kind"]), {}
-    if ev.kind == "mail_sent":
-        return jm.MailSent(seq=p["seq"]), {}
-    if ev.kind == "mail_failed":
-        return jm.MailFailed(seq=p["seq"], error=p.get("error", "")), {}
-    if ev.kind == "handoff_queued":
-        return jm.HandOffQueued(), {}
-    if ev.kind == "handoff_assigned":
-        return jm.HandOffAssigned(designer=p["designer"], task_id=p.get("task_id", "")), {}
-    if ev.kind == "handoff_completed":
-        return jm.HandOffCompleted(notes=p.get("notes", "")), {}
-    return None, {}
 
 
 class ConversationActor(ServiceActor):
@@ -154,7 +120,7 @@ class ConversationActor(ServiceActor):
         if not rows:
             return
         inputs = [x for x in (job_input(item) for _, item in rows) if x is not None]
-        photo_ids = [job_id_for(self.customer_id, i.msg_id) for i in inputs if isinstance(i, burst.PhotoIn)]
+        photo_ids = [job_events.job_id_for(self.customer_id, i.msg_id) for i in inputs if isinstance(i, burst.PhotoIn)]
         image_enabled = self.settings.IMAGE_MODULE_ENABLED
 
         def decide() -> jobs.Decision:
@@ -163,8 +129,8 @@ class ConversationActor(ServiceActor):
                                         customer_id=self.customer_id, last_job=known.last,
                                         open_handoff=handoffs.has_open(self.customer_id), orders=known.orders,
                                         others=known.others)
-            return self._decision(f"m:{rows[0][1].msg_id}", result, [*known.active, *known.others], known.orders,
-                                  message_ids=[r for r, _ in rows])
+            return job_events.decision(self.customer_id, f"m:{rows[0][1].msg_id}", result,
+                                       [*known.active, *known.others], known.orders, message_ids=[r for r, _ in rows])
 
         self._commit(decide)
         if len(rows) == 200:  # more waiting than one decision takes
@@ -173,12 +139,6 @@ class ConversationActor(ServiceActor):
     def _take_outcomes(self) -> None:
         for ev in jobs.unprocessed_events(self.customer_id):
             self._commit(lambda ev=ev: self._decide_outcome(ev))
-
-    def _decision(self, cause: str, result: burst.BurstResult, loaded: list[jm.Job], orders: list[Order],
-                  **consumed: Any) -> jobs.Decision:
-        return jobs.Decision(customer_id=self.customer_id, cause=cause, steps=list(result.steps),
-                             loose_effects=tuple(result.loose_effects), before={j.job_id: j.version for j in loaded},
-                             orders=result.orders, orders_before={o.order_key: o.version for o in orders}, **consumed)
 
     def _decide_outcome(self, ev: JobEvent) -> jobs.Decision:
         cause, payload = f"e:{ev.id}", json.loads(ev.payload)
@@ -192,9 +152,9 @@ class ConversationActor(ServiceActor):
             members = jobs.load_jobs(list(found[0].job_ids))
             result = burst.handle_order_mail(members, found[0], ev.kind == "order_mail_sent", payload["seq"],
                                              payload["jobs"], now(), payload.get("error", ""))
-            return self._decision(cause, result, members, found, event_ids=[ev.id])
+            return job_events.decision(self.customer_id, cause, result, members, found, event_ids=[ev.id])
         job = jobs.load_job(ev.job_id)
-        event, extras = core_event(ev)
+        event, extras = job_events.core_event(ev)
         decision = jobs.Decision(customer_id=self.customer_id, cause=cause, steps=[], event_ids=[ev.id],
                                  extras={ev.job_id: extras} if job is not None and extras else {})
         if job is None or event is None:
@@ -207,7 +167,8 @@ class ConversationActor(ServiceActor):
         except jm.IllegalJobEvent as exc:
             self.log.warning("conversation %s: %s (outcome %s dropped)", self.customer_id, exc, ev.id)
             return decision
-        return self._decision(cause, result, members, found, event_ids=[ev.id], extras=decision.extras)
+        return job_events.decision(self.customer_id, cause, result, members, found, event_ids=[ev.id],
+                                   extras=decision.extras)
 
     def _operator_handoff(self, msg: OperatorHandOff) -> None:
         """A console operator hands a job to a designer: the machine's Transfer with rule `operator`; answered to

@@ -13,58 +13,17 @@ import os
 import signal
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
 from thespian.actors import Actor, ActorAddress, ActorExitRequest, WakeupMessage
 
 from cluster import placement
+from cluster.probe import data_dir_problem, group_pids, running
 from protocol.convention import MemberBeat, MemberReport, ProbeStart, StartMember
 from protocol.messages import Ping, Pong
 
 CHECK_S = 1.0
 ROOT_SILENT_S = 10.0  # a probe that hears no beat for this long belonged to a Root that is gone
-TOKEN_FILE = ".convention-token"
-
-
-def group_pids(pgid: int) -> list[int]:
-    """Pids of the running (not zombie) processes of a process group on this host."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
-
-
-def _running(pid: int) -> bool:
-    """Whether pid runs (a zombie waiting for its parent does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def data_dir_problem(data_dir: str, token: str, mine: str = "") -> str:
-    """Empty when the leader's DATA_DIR is this member's too (mine: the member's setting) and holds the leader's
-    token here; else what is wrong."""
-    if mine and mine != data_dir:
-        return (f"DATA_DIR here is {mine}, the leader's is {data_dir}: mount the shared storage at the same path on "
-                f"every host and set DATA_DIR to it")
-    try:
-        found = (Path(data_dir) / TOKEN_FILE).read_text().strip()
-    except OSError as exc:
-        return f"the leader's DATA_DIR {data_dir} is not readable here ({exc.strerror or exc}): share it"
-    if found != token:
-        return f"DATA_DIR {data_dir} here is not the leader's: mount the same storage at that path"
-    return ""
 
 
 class MemberAgent(Actor):
@@ -100,7 +59,7 @@ class MemberAgent(Actor):
 
     def _check(self, what: str) -> None:
         if what == "launcher-check":
-            if not _running(self.launcher_pid):
+            if not running(self.launcher_pid):
                 # The member launcher was killed: nothing supervises this system any more.
                 os.killpg(os.getpgid(0), signal.SIGKILL)
             self.wakeupAfter(CHECK_S, payload="launcher-check")

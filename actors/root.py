@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
-import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from thespian.actors import ActorAddress, ActorExitRequest, ActorSystemConventionUpdate, ChildActorExited
@@ -17,24 +14,16 @@ from actors.conversations import Conversations
 from actors.dispatch import Dispatch
 from actors.gateway import Gateway
 from actors.ingress import Ingress, ingress_names
-from actors.member_agent import TOKEN_FILE, MemberAgent, group_pids
+from actors.member_agent import MemberAgent
 from actors.renderer import RendererPool
 from actors.scheduler import Scheduler
-from cluster import placement
+from cluster import placement, probe
 from cluster.membership import HEARTBEAT_S, Membership
-from core.supervision import RESTART_WINDOW_S, on_death
+from core import health, supervision
+from core.supervision import Child
 from observability.metrics import ACTOR_RESTARTS
-from protocol.convention import MemberBeat, MemberReport, Members, MemberView, ProbeStart
-from protocol.messages import (
-    ActorHealth,
-    AddressBook,
-    Configure,
-    HealthQuery,
-    HealthReport,
-    Ping,
-    Pong,
-    StartSystem,
-)
+from protocol.convention import MemberBeat, MemberReport, Members, ProbeStart
+from protocol.messages import AddressBook, Configure, HealthQuery, Ping, Pong, StartSystem
 from protocol.settings import Settings
 
 CHILDREN: dict[str, type[ServiceActor]] = {
@@ -55,30 +44,7 @@ def children(settings: Settings) -> dict[str, type[ServiceActor]]:
 
 PLACING = ("conversations", "renderer")  # the children that place actors on members: told of every change
 HEALTH_WAIT_S = 1.0
-PROBE_AGAIN_S = 2.0  # a probe that exited is made again this long after, if its member is still there
 LAUNCHER_CHECK_S = 1.0
-
-
-@dataclass
-class Child:
-    """A supervised child: where it is and how often it died."""
-
-    name: str
-    address: ActorAddress | None = None
-    state: str = "starting"
-    restarts: int = 0
-    deaths: tuple[float, ...] = ()  # times of early deaths, within the window
-    started: float = 0.0
-    last_pong: Pong | None = None
-
-
-@dataclass
-class PendingHealth:
-    """A health query waiting for its children's pongs."""
-
-    asker: ActorAddress
-    request_id: int
-    answers: dict[str, Pong] = field(default_factory=dict)
 
 
 class Root(ServiceActor):
@@ -89,15 +55,13 @@ class Root(ServiceActor):
 
     def __init__(self) -> None:
         super().__init__()
-        self.children: dict[str, Child] = {}
+        self.children: dict[str, Child[ActorAddress]] = {}
         self.classes: dict[str, type[ServiceActor]] = {}  # what each child is, by name
-        self.health: dict[int, PendingHealth] = {}
+        self.health: dict[int, health.PendingHealth[ActorAddress]] = {}
         self.nonce = 0
         self.stopping = False
         self.launcher_pid = 0
         self.membership: Membership | None = None
-        self.probes: dict[str, ActorAddress] = {}  # member system → Root's probe there
-        self.probe_lost: dict[str, float] = {}  # member system → when its probe exited (monotonic)
 
     def _dispatch(self, msg: Any, sender: ActorAddress) -> None:
         if isinstance(msg, StartSystem):
@@ -114,24 +78,13 @@ class Root(ServiceActor):
             self.every(LAUNCHER_CHECK_S, "launcher-check")
         self._start_membership()
         self.classes = children(self.settings)
-        for name in self.classes:
-            self.children[name] = Child(name)
-            self._start(name)
+        for name, cls in self.classes.items():
+            self.children[name] = Child(name, kind=cls.kind)
+            self.children[name].start(self.createActor(cls), time.monotonic())
         self._broadcast_book()
 
-    def _start(self, name: str) -> None:
-        child = self.children[name]
-        child.address = self.createActor(self.classes[name])
-        child.state = "running"
-        child.started = time.monotonic()
-
-    def _book(self) -> AddressBook:
-        addrs = {n: c.address for n, c in self.children.items()}
-        # ingress-2, … are in no book: nobody addresses them but through reply_to or as a sender.
-        return AddressBook(root=self.myAddress, **{n: a for n, a in addrs.items() if n in AddressBook.model_fields})
-
     def _broadcast_book(self) -> None:
-        book = self._book()
+        book = supervision.book(self.myAddress, self.children)
         for name, child in self.children.items():
             if name in PLACING:  # before Configure: their first placements already see the members
                 self.tell(child.address, self._members())
@@ -152,23 +105,17 @@ class Root(ServiceActor):
             super().on_message(msg, sender)
 
     def _child_exited(self, address: ActorAddress) -> None:
-        probe = next((s for s, a in self.probes.items() if a == address), None)
-        if probe is not None:
-            del self.probes[probe]  # made again if its member is still there a little later (it may be leaving)
-            self.probe_lost[probe] = time.monotonic()
+        if self.membership is not None and self.membership.probe_exited(address, time.monotonic()):
             return
         child = next((c for c in self.children.values() if c.address == address), None)
         if child is None or self.stopping:
             return  # a repeat notice of a death already handled
-        child.address = None
-        child.state = "restarting"
-        verdict = on_death(child.started, child.deaths, time.monotonic())
-        child.deaths = verdict.early_deaths
+        verdict = child.died(time.monotonic())
         self.log.warning("%s died (%s); %d early deaths in the last minute", child.name,
                          "right after its start" if verdict.early else "while serving", len(child.deaths))
         if verdict.give_up:
             self.log.error("%s died %d times right after starting within %ds: Root stops so the launcher "
-                           "restarts everything", child.name, len(child.deaths), RESTART_WINDOW_S)
+                           "restarts everything", child.name, len(child.deaths), supervision.RESTART_WINDOW_S)
             self.send(self.myAddress, ActorExitRequest())
         elif verdict.delay == 0:
             self._restart(child.name)
@@ -179,9 +126,9 @@ class Root(ServiceActor):
         child = self.children[name]
         if child.address is not None:
             return
-        self._start(name)
+        child.start(self.createActor(self.classes[name]), time.monotonic())
         child.restarts += 1
-        ACTOR_RESTARTS.labels(self.classes[name].kind).inc()
+        ACTOR_RESTARTS.labels(child.kind).inc()
         self._broadcast_book()
 
     def on_timer(self, name: str) -> None:
@@ -197,50 +144,30 @@ class Root(ServiceActor):
     def _check_launcher(self) -> None:
         # A launcher killed with SIGKILL cannot clean up: without its watchdog the system would run
         # on unsupervised, holding its ports, so it takes its own process group down.
-        try:
-            os.kill(self.launcher_pid, 0)
-        except ProcessLookupError:
+        if not probe.exists(self.launcher_pid):
             self.log.error("the launcher (pid %d) is gone: stopping the whole actor system", self.launcher_pid)
             os.killpg(os.getpgid(0), signal.SIGKILL)
 
     def _health_query(self, msg: HealthQuery, sender: ActorAddress) -> None:
         self.nonce += 1
-        self.health[self.nonce] = PendingHealth(asker=sender, request_id=msg.request_id)
+        self.health[self.nonce] = health.PendingHealth(asker=sender, request_id=msg.request_id)
         for child in self.children.values():
             self.tell(child.address, Ping(nonce=self.nonce))
         self.wakeupAfter(HEALTH_WAIT_S, payload=f"health:{self.nonce}")
 
     def _pong(self, pong: Pong) -> None:
         pending = self.health.get(pong.nonce)
-        if pending is None:
-            return
-        pending.answers[pong.name] = pong
-        if self.children.get(pong.name):
-            self.children[pong.name].last_pong = pong
-        if all(name in pending.answers for name in self.children):
+        if pending is not None and pending.answered(pong, self.children):
             self._answer_health(pong.nonce)
 
     def _answer_health(self, nonce: int) -> None:
         pending = self.health.pop(nonce, None)
         if pending is None:
             return
-        here = placement.this_system()
-        actors = [ActorHealth(name="root", kind="root", pid=os.getpid(), state="running",
-                              detail={"pgid": os.getpgid(0)}, system=here)]
-        ok = True
-        for name, child in self.children.items():
-            pong = pending.answers.get(name)
-            state = "running" if pong else ("unresponsive" if child.state == "running" else child.state)
-            ok = ok and pong is not None
-            actors.append(ActorHealth(
-                name=name, kind=self.classes[name].kind, pid=pong.pid if pong else None, state=state,
-                restarts=child.restarts,
-                detail={k: v for k, v in pong.detail.items() if k != "actors"} if pong else {}, system=here,
-            ))
-            if pong:  # the actors it placed: conversations, render workers
-                actors.extend(ActorHealth(**c) for c in pong.detail.get("actors", []))
-        self.send(pending.asker, HealthReport(request_id=pending.request_id, ok=ok, actors=actors,
-                                              members=self._members_health()))
+        pgid = os.getpgid(0)
+        members = [] if self.membership is None else self.membership.health(time.time(), probe.group_pids(pgid))
+        self.send(pending.asker, health.report(pending, self.children, placement.this_system(), os.getpid(), pgid,
+                                               members))
 
     def on_exit(self) -> None:
         self.stopping = True  # children exit with us; none is restarted
@@ -249,12 +176,8 @@ class Root(ServiceActor):
     def _start_membership(self) -> None:
         """Hear of members joining and leaving; a token in DATA_DIR lets each member prove it shares it."""
         assert self.settings is not None
-        self.token = uuid.uuid4().hex
-        (self.settings.DATA_DIR / TOKEN_FILE).write_text(self.token)
-        self.membership = Membership(MemberView(
-            system=placement.this_system(), role="leader", offers=list(placement.OFFERS),
-            render_workers=self.settings.RENDER_CONCURRENCY, host=socket.gethostname(), state="alive",
-            alive_since=time.time(), pgid=os.getpgid(0)))
+        self.token = probe.write_token(self.settings.DATA_DIR)
+        self.membership = Membership(probe.leader_view(self.settings.RENDER_CONCURRENCY))
         self.notifyOnSystemRegistrationChanges(True)
         self.every(HEARTBEAT_S, "members")
 
@@ -272,18 +195,18 @@ class Root(ServiceActor):
                 self.log.info("member %s registered again: it stays as it was", system)
                 return
             self.log.info("member %s joined the convention, offering %s", system, caps.get(placement.CAP_OFFERS, ""))
-            self.probes.pop(system, None)  # a new incarnation gets a new probe; the old one stops by itself
             self._probe(system)
             self._tell_members()
         elif self.membership.drop(system):
             # Thespian's word alone is not enough (a busy member misses re-registrations): the heartbeat decides.
             self.log.info("member %s missed its re-registrations: lost unless its heartbeat answers", system)
 
-    def _probe(self, system: str) -> None:
-        assert self.settings is not None
-        probe = self.createActor(MemberAgent, targetActorRequirements={placement.CAP_SYSTEM: system})
-        self.probes[system] = probe
-        self.send(probe, ProbeStart(data_dir=str(self.settings.DATA_DIR), token=self.token))
+    def _probe(self, system: str) -> ActorAddress:
+        assert self.membership is not None and self.settings is not None
+        agent = self.createActor(MemberAgent, targetActorRequirements={placement.CAP_SYSTEM: system})
+        self.membership.probes[system] = agent
+        self.send(agent, ProbeStart(data_dir=str(self.settings.DATA_DIR), token=self.token))
+        return agent
 
     def _heartbeat(self) -> None:
         assert self.membership is not None
@@ -291,12 +214,9 @@ class Root(ServiceActor):
         for system in lost:
             self.log.warning("member %s is lost (its heartbeat went silent): its work moves", system)
         self.nonce += 1
-        for view in self.membership.views():
-            if view.system not in self.probes:
-                if time.monotonic() - self.probe_lost.get(view.system, 0.0) < PROBE_AGAIN_S:
-                    continue
-                self._probe(view.system)
-            self.tell_on(view.system, self.probes[view.system], MemberBeat(nonce=self.nonce))
+        for system, fresh in self.membership.to_beat(time.monotonic()):
+            agent = self._probe(system) if fresh else self.membership.probes[system]
+            self.tell_on(system, agent, MemberBeat(nonce=self.nonce))
         if lost:
             self._tell_members()
 
@@ -306,8 +226,7 @@ class Root(ServiceActor):
         if self.membership.report(report, time.time(), time.monotonic()):
             now = self.membership.members[report.system]
             if before is not None and before.state != now.state:
-                self.log.info("member %s is %s%s", report.system, now.state,
-                              f": {now.problem}" if now.problem else "")
+                self.log.info("member %s is %s%s", report.system, now.state, f": {now.problem}" if now.problem else "")
             self._tell_members()
 
     def _members(self) -> Members:
@@ -315,18 +234,8 @@ class Root(ServiceActor):
 
     def _tell_members(self) -> None:
         members = self._members()
-        for name in PLACING:
-            child = self.children.get(name)
-            if child is not None:
-                self.tell(child.address, members)
-
-    def _members_health(self) -> list[dict[str, Any]]:
-        if self.membership is None:
-            return []
-        pgid = os.getpgid(0)
-        self.membership.leader = self.membership.leader.model_copy(
-            update={"last_seen": time.time(), "pids": group_pids(pgid)})
-        return self.membership.health()
+        for child in (self.children[name] for name in PLACING if name in self.children):
+            self.tell(child.address, members)
 
     def detail(self) -> dict[str, Any]:
         return {name: {"state": c.state, "restarts": c.restarts} for name, c in self.children.items()}

@@ -12,20 +12,25 @@ a moment later, and the same incarnation keeps its actors.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cluster.placement import CAP_INCARNATION, member_view
 from protocol.convention import MemberReport, MemberView
+
+if TYPE_CHECKING:
+    from thespian.actors import ActorAddress
 
 HEARTBEAT_S = 1.0
 LOST_AFTER_S = 5.0
 CONFIRM_S = 1.5  # once Thespian dropped a member, this much silence of its probe confirms the death
 FIRST_BEAT_S = 15.0  # a joining member's probe may take this long to answer for the first time
 LOST_KEPT = 10  # lost members still shown in health
+PROBE_AGAIN_S = 2.0  # a probe that exited is made again this long after, if its member is still there
 
 
 class Membership:
-    """Members by system id, with when each was last heard from; the leader itself is listed first in health."""
+    """Members by system id, with when each was last heard from and Root's probe there; the leader itself is
+    listed first in health."""
 
     def __init__(self, leader: MemberView) -> None:
         self.leader = leader
@@ -34,6 +39,8 @@ class Membership:
         self.incarnation: dict[str, str] = {}  # system → the incarnation of its actor system that joined
         self.dropped: set[str] = set()  # members Thespian declared dead, not yet confirmed by the heartbeat
         self.lost: deque[MemberView] = deque(maxlen=LOST_KEPT)
+        self.probes: dict[str, ActorAddress] = {}  # member system → Root's probe there
+        self.probe_lost: dict[str, float] = {}  # member system → when its probe exited (monotonic)
 
     def join(self, system: str, capabilities: dict[str, Any], mono: float) -> MemberView | None:
         """Thespian announced a member: a new one (or a new incarnation: joining until its probe answers), or None
@@ -43,6 +50,7 @@ class Membership:
             self.dropped.discard(system)
             return None
         self.leave(system, None)
+        self.probes.pop(system, None)  # a new incarnation gets a new probe; the old one stops by itself
         view = member_view(system, capabilities)
         self.members[system] = view
         self.heard[system] = mono
@@ -95,11 +103,34 @@ class Membership:
             self.leave(system, wall)
         return gone
 
+    def probe_exited(self, address: ActorAddress, mono: float) -> bool:
+        """Whether address was Root's probe on a member; it is made again if its member is still there a little
+        later (it may be leaving)."""
+        system = next((s for s, a in self.probes.items() if a == address), None)
+        if system is None:
+            return False
+        del self.probes[system]
+        self.probe_lost[system] = mono
+        return True
+
+    def to_beat(self, mono: float) -> list[tuple[str, bool]]:
+        """The members to beat now, each with whether it needs a new probe first; one whose probe exited waits
+        PROBE_AGAIN_S for it."""
+        due = []
+        for view in self.views():
+            fresh = view.system not in self.probes
+            if fresh and mono - self.probe_lost.get(view.system, 0.0) < PROBE_AGAIN_S:
+                continue
+            due.append((view.system, fresh))
+        return due
+
     def views(self) -> list[MemberView]:
         """The members now (lost ones left out)."""
         return list(self.members.values())
 
-    def health(self) -> list[dict[str, Any]]:
-        """Every system for /api/health: the leader, the members, the recently lost; processes counted, not listed."""
+    def health(self, wall: float, pids: list[int]) -> list[dict[str, Any]]:
+        """Every system for /api/health: the leader (seen at wall, running pids), the members, the recently lost;
+        processes counted, not listed."""
+        self.leader = self.leader.model_copy(update={"last_seen": wall, "pids": pids})
         shown = [self.leader, *self.members.values(), *reversed(self.lost)]
         return [{**v.model_dump(exclude={"pids"}), "processes": len(v.pids)} for v in shown]

@@ -92,6 +92,7 @@ class Launcher:
     proc: subprocess.Popen[bytes] | None = None
     pgids: set[int] = field(default_factory=set)
     database_url: str = ""  # PostgreSQL: made on first start
+    command: list[str] = field(default_factory=lambda: [sys.executable, str(REPO / "launcher.py")])  # how it starts
 
     @property
     def api(self) -> str:
@@ -123,7 +124,7 @@ class Launcher:
         """Start it; with wait, until /api/health says every actor runs."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "launcher.out", "ab")  # noqa: SIM115 (the child writes it)
-        self.proc = subprocess.Popen([sys.executable, str(REPO / "launcher.py")], cwd=self.data_dir, env=self.env(),
+        self.proc = subprocess.Popen(self.command, cwd=self.data_dir, env=self.env(),
                                      stdout=log, stderr=subprocess.STDOUT)
         log.close()
         if wait:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cluster import placement
-from cluster.membership import CONFIRM_S, FIRST_BEAT_S, LOST_AFTER_S, Membership
+from cluster.membership import CONFIRM_S, FIRST_BEAT_S, LOST_AFTER_S, PROBE_AGAIN_S, Membership
 from protocol.convention import MemberReport, MemberView
 
 CAPS = placement.member_capabilities("10.0.0.2:1901", ("10.0.0.1", 1900), ("renderer",), 6)
@@ -47,10 +47,11 @@ def test_a_silent_member_is_lost_and_shown_as_lost() -> None:
     assert m.silent(wall=1003.0, mono=12.0 + LOST_AFTER_S - 0.5) == []
     assert m.silent(wall=1005.0, mono=12.0 + LOST_AFTER_S + 0.5) == ["10.0.0.2:1901"]
     assert m.views() == []
-    shown = m.health()
+    shown = m.health(wall=1006.0, pids=[1, 2, 3])
     assert [(s["system"], s["state"], s["lost_at"]) for s in shown] == [("10.0.0.1:1900", "alive", None),
                                                                         ("10.0.0.2:1901", "lost", 1005.0)]
     assert "pids" not in shown[1] and shown[1]["processes"] == 0
+    assert (shown[0]["last_seen"], shown[0]["processes"]) == (1006.0, 3)  # the leader, as of the query
 
 
 def test_leaving_and_joining_again_is_a_new_incarnation() -> None:
@@ -86,3 +87,24 @@ def test_a_busy_member_that_registers_again_keeps_its_place() -> None:
     restarted = {**CAPS, placement.CAP_INCARNATION: "another start"}
     view = m.join("10.0.0.2:1901", restarted, mono=20.0)  # a new incarnation on the same address
     assert view is not None and view.state == "joining"
+
+
+def test_each_member_is_beaten_through_its_probe_made_again_a_while_after_it_exited() -> None:
+    m = leader()
+    m.join("10.0.0.2:1901", CAPS, mono=10.0)
+    assert m.to_beat(mono=10.0) == [("10.0.0.2:1901", True)]  # no probe yet: one is made first
+    m.probes["10.0.0.2:1901"] = "probe-1"
+    assert m.to_beat(mono=11.0) == [("10.0.0.2:1901", False)]
+    assert not m.probe_exited("some child", mono=12.0)
+    assert m.probe_exited("probe-1", mono=12.0) and m.probes == {}
+    assert m.to_beat(mono=12.0 + PROBE_AGAIN_S - 0.1) == []  # its member may be leaving: wait a little
+    assert m.to_beat(mono=12.0 + PROBE_AGAIN_S + 0.1) == [("10.0.0.2:1901", True)]
+
+
+def test_a_new_incarnation_gets_a_new_probe_and_the_same_one_keeps_its_own() -> None:
+    m = leader()
+    m.join("10.0.0.2:1901", CAPS, mono=10.0)
+    m.probes["10.0.0.2:1901"] = "probe-1"
+    assert m.join("10.0.0.2:1901", CAPS, mono=11.0) is None and m.probes == {"10.0.0.2:1901": "probe-1"}
+    m.join("10.0.0.2:1901", {**CAPS, placement.CAP_INCARNATION: "another start"}, mono=12.0)
+    assert m.probes == {}

@@ -1,4 +1,4 @@
-"""Root's restart policy: killed-while-serving children come back at once; crash loops back off, then give up."""
+"""Root's supervision: killed-while-serving children come back at once; crash loops back off, then give up."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from core.supervision import (
     EARLY_DEATH_S,
     RESTART_INTENSITY,
     RESTART_WINDOW_S,
+    Child,
+    book,
     on_death,
 )
 
@@ -52,3 +54,24 @@ def test_verdicts_are_bounded(history: list[float], lived: float, now: float) ->
     assert all(now - t < RESTART_WINDOW_S for t in verdict.early_deaths)
     assert verdict.give_up == (len(verdict.early_deaths) > RESTART_INTENSITY)
     assert (verdict.delay > 0) == (verdict.early and not verdict.give_up)
+
+
+def test_a_child_started_then_dying_right_away_is_restarting_with_its_early_death_counted() -> None:
+    child: Child[str] = Child("scheduler", kind="scheduler")
+    child.start("addr-1", now=10.0)
+    assert (child.address, child.state, child.started) == ("addr-1", "running", 10.0)
+    verdict = child.died(now=10.1)
+    assert verdict.early and verdict.delay == 0.1 and not verdict.give_up
+    assert (child.address, child.state, child.deaths) == (None, "restarting", (10.1,))
+    child.start("addr-2", now=20.0)
+    assert not child.died(now=30.0).early and child.deaths == (10.1,)  # it had been serving: not counted
+
+
+def test_the_address_book_names_root_and_the_children_it_knows_of() -> None:
+    kids = {name: Child(name) for name in ("scheduler", "ingress", "ingress-2")}
+    kids["scheduler"].start("addr-s", now=1.0)
+    kids["ingress"].start("addr-i", now=1.0)
+    kids["ingress-2"].start("addr-i2", now=1.0)
+    got = book("addr-root", kids)
+    assert (got.root, got.scheduler, got.ingress, got.dispatch) == ("addr-root", "addr-s", "addr-i", None)
+    assert "addr-i2" not in got.model_dump().values()  # ingress-2 is in no book

@@ -1,4 +1,4 @@
-"""The Dispatch actor's loop (actors/dispatch.py) against a real WeChat robot stand-in and a real SQLite file.
+"""The Dispatch loop (integrations/dispatch_loop.py) against a real WeChat robot stand-in and a real SQLite file.
 
 What staff see: a burst of events reaches the group robot merged into few messages, within its limit
 of 20 a minute, and none is lost.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.dispatch import DispatchLoop
+from integrations.dispatch_loop import DispatchLoop
 from persistence import outbox
 from persistence.connection import atomic
 from persistence.db import close_database, open_database
