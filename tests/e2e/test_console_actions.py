@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
 from http.client import HTTPConnection
 from http.cookies import SimpleCookie
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +28,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 TAKEOVER_S = 120.0
 DEBOUNCE_S = 0.5
 PASSWORD = "amy-console-pass"
-SHOP_ADMIN = str(Path(sys.executable).with_name("shop-admin"))
 
 
 class Console:
@@ -103,11 +99,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory, designers: DispatchStandin) -
         "DEBOUNCE_S": str(DEBOUNCE_S), "TAKEOVER_MINUTES": str(TAKEOVER_S / 60),
         "TUHUI_DISPATCH_URL": designers.base_url, "TUHUI_DISPATCH_KEY": "dispatch-secret",
     })
-    launcher.data_dir.mkdir(parents=True)
     # The account is made as a new operator would: the command, against the DATA_DIR the service uses.
-    made = subprocess.run([SHOP_ADMIN, "user", "add", "amy", "--password-stdin"], input=PASSWORD + "\n", text=True,
-                          capture_output=True, env=launcher.env(), cwd=launcher.data_dir, timeout=60)
-    assert made.returncode == 0, made.stderr
+    launcher.add_operator("amy", PASSWORD)
     try:
         launcher.start()
         yield launcher

@@ -10,8 +10,6 @@ the test's output directory, printed at the start.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,14 +40,6 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
         yield launcher
     finally:
         launcher.stop()
-
-
-def add_operator(shop: Launcher) -> None:
-    """`shop-admin user add NAME --password-stdin`, as the shop's admin runs it, on this shop's DATA_DIR."""
-    shop_admin = Path(sys.executable).with_name("shop-admin")
-    done = subprocess.run([str(shop_admin), "user", "add", OPERATOR, "--password-stdin"], input=PASSWORD + "\n",
-                          env=shop.env(), cwd=shop.data_dir, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture
@@ -84,7 +74,7 @@ class Steps:
 def test_an_operator_watches_pauses_writes_and_finds_it_audited(shop: Launcher, browser: Any, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     expect = sync_api.expect
-    add_operator(shop)
+    shop.add_operator(OPERATOR, PASSWORD)
     folder = tmp_path / "screenshots"
     with capsys.disabled():
         print(f"\nconsole screenshots: {folder}")

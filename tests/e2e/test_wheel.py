@@ -59,11 +59,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def shop(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
     launcher = Launcher(tmp_path_factory.mktemp("wheel-shop") / "shop", command=[str(installed), "-m", "launcher"])
-    launcher.data_dir.mkdir(parents=True)
-    made = subprocess.run([str(installed.with_name("shop-admin")), "user", "add", "wen", "--password-stdin"],
-                          input=PASSWORD + "\n", text=True, capture_output=True, env=launcher.env(),
-                          cwd=launcher.data_dir, timeout=60)
-    assert made.returncode == 0, made.stderr
+    launcher.add_operator("wen", PASSWORD)  # the wheel's own shop-admin
     try:
         launcher.start()
         yield launcher
