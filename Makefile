@@ -66,7 +66,7 @@ pg-server:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-BENCHES := ingress gateway conversations recovery render operations convention startup
+BENCHES := ingress gateway conversations recovery render operations convention startup retention
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; echo; done

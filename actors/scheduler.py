@@ -12,7 +12,7 @@ from actors.bridge import ThreadBridge
 from core.task_index import ReadyQueue, TaskIndex
 from core.tianwang import MAX_RETRIES
 from integrations.tianwang_callback import CallbackDeliverer
-from persistence import messages, scheduling
+from persistence import messages, retention, scheduling
 from persistence.scheduling import TaskRef
 from persistence.tasks import TaskRow
 from protocol.messages import CustomerEvents, EventItem, SendNudge, SendOutcome, TasksChanged
@@ -57,6 +57,8 @@ class Scheduler(ServiceActor):
         self._after_change()
         self._expect_timer(scheduling.next_due())
         self.every(s.SWEEP_INTERVAL_S, "sweep")
+        self.retention = retention.Sweep(s.DATA_DIR, retention.Limits.of(s))  # daily, one small step at a time
+        self.wakeupAfter(self.retention.first_delay(now()), payload="retention")
         self.catch_up()
 
     # -- adopting tasks -------------------------------------------------------------------
@@ -170,6 +172,9 @@ class Scheduler(ServiceActor):
 
     # -- time -----------------------------------------------------------------------------
     def on_timer(self, name: str) -> None:
+        if name == "retention":
+            self.wakeupAfter(self.retention.step(now()), payload="retention")
+            return
         if name == "catch-up":
             self._match(messages.unconsumed_events())
             self._after_change()

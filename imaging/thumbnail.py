@@ -20,14 +20,19 @@ class NoThumbnail(Exception):
     """The file is missing or cannot be read as an image."""
 
 
-def thumbnail(src: Path, cache_dir: Path, side: int = SIDE) -> Path:
-    """The cached thumbnail of src (made now if missing); NoThumbnail when src is not a readable image."""
+def cached_path(src: Path, cache_dir: Path, side: int = SIDE) -> Path:
+    """Where src's thumbnail is (or would be) cached; NoThumbnail when src is not there."""
     try:
         st = src.stat()
     except OSError:
         raise NoThumbnail(f"{src.name} is not there") from None
     key = hashlib.sha256(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{side}".encode()).hexdigest()[:32]
-    out = cache_dir / f"{key}.jpg"
+    return cache_dir / f"{key}.jpg"
+
+
+def thumbnail(src: Path, cache_dir: Path, side: int = SIDE) -> Path:
+    """The cached thumbnail of src (made now if missing); NoThumbnail when src is not a readable image."""
+    out = cached_path(src, cache_dir, side)
     if out.is_file():
         return out
     cache_dir.mkdir(parents=True, exist_ok=True)

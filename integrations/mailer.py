@@ -21,6 +21,8 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from persistence import job_files
+
 if TYPE_CHECKING:
     from protocol.settings import Settings
 
@@ -28,7 +30,7 @@ log = logging.getLogger("shop.mailer")
 
 MESSAGE_ID_DOMAIN = "retouch-shop"
 DEFAULT_SENDER = "shop@localhost"
-OUTBOX_DIRNAME = "outbox-mail"
+OUTBOX_DIRNAME = job_files.MAILS  # where the retention sweep and forget look for them too
 
 # mimetypes does not know PSD everywhere and guesses SVG differently per platform, so the shop's
 # result formats are fixed here.

@@ -33,12 +33,23 @@ GEMINI_ERRORS = Counter("shop_gemini_errors_total", "Gemini requests that failed
                         ["call", "kind"], registry=None)
 ACTOR_RESTARTS = Counter("shop_actor_restarts_total", "Actors restarted after they died, by kind ('system': the "
                          "launcher restarted the whole actor system)", ["kind"], registry=None)
-OWN = (HTTP_REQUESTS, HTTP_DURATION, INGRESS_REQUESTS, GEMINI_CALLS, GEMINI_ERRORS, ACTOR_RESTARTS)
+DELETED = Counter("shop_deleted_total", "What the shop deleted so as not to keep it, by what it was and why "
+                  "(retention, compaction, sensitive, forget)", ["what", "why"], registry=None)
+OWN = (HTTP_REQUESTS, HTTP_DURATION, INGRESS_REQUESTS, GEMINI_CALLS, GEMINI_ERRORS, ACTOR_RESTARTS, DELETED)
 
 GEMINI_CALL_NAMES = ("render", "score_quality", "detect_text", "assess_risk", "phrase")
 # The kinds of failure the Gemini client names (integrations/gemini.py, each error's `kind`), and "other".
 GEMINI_ERROR_KINDS = ("rate_limited", "server_error", "timeout", "unreachable", "malformed_response",
                       "safety_blocked", "request_rejected", "other")
+# What is deleted and why: photos (customers' originals), results (rendered files and previews), thumbnails, mails
+# (the file mailer's .eml), messages, outbox rows, job events, customer events, login failures, customers.
+DELETED_SERIES = tuple((what, why) for why, kinds in (
+    ("retention", ("photos", "results", "thumbnails", "mails", "messages", "customer_events")),
+    ("compaction", ("photos", "results", "thumbnails", "outbox_rows", "job_events", "customer_events",
+                    "login_failures")),
+    ("sensitive", ("photos",)),
+    ("forget", ("photos", "results", "thumbnails", "mails", "messages", "customers")),
+) for what in kinds)
 # Root's children, the actors the pools replace, and the whole system: every kind starts at 0.
 RESTART_KINDS = ("scheduler", "gateway", "conversations", "renderer", "dispatch", "ingress", "conversation",
                  "render_worker", "system")
@@ -64,6 +75,8 @@ def declare_series() -> None:
             GEMINI_ERRORS.labels(call, kind)
     for kind in RESTART_KINDS:
         ACTOR_RESTARTS.labels(kind)
+    for what, why in DELETED_SERIES:
+        DELETED.labels(what, why)
 
 
 def registry(*collectors: Collector) -> CollectorRegistry:

@@ -1,4 +1,5 @@
-"""`shop-admin`: the operator's commands on the database (accounts, backup, restore, migrations).
+"""`shop-admin`: the operator's commands on the database (accounts, backup, restore, migrations, forgetting a
+customer).
 
 Each command group lives with the store it works on, as a module with `add_commands(subparsers)`;
 every subcommand sets `run` (parsed args → exit status).
@@ -10,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_GROUPS = ("persistence.operators", "persistence.maintenance")
+COMMAND_GROUPS = ("persistence.operators", "persistence.maintenance", "persistence.forget")
 
 
 def parser() -> argparse.ArgumentParser:

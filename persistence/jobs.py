@@ -409,6 +409,8 @@ def job_view(job_id: str, base_url: str) -> dict[str, Any] | None:
     for a in (RenderAttempt.select().where(RenderAttempt.render_id.in_(renders))
               .order_by(RenderAttempt.render_id, RenderAttempt.attempt)):
         attempts_by.setdefault(a.render_id, []).append(_attempt_view(a))
+    # A URL is shown while it serves: the retention sweep deletes finished jobs' files and their URLs.
+    served = {p.token for p in PublicFile.select(PublicFile.token).where(PublicFile.job_id == job_id)}
     mails = [{"seq": json.loads(m.payload)["seq"], "to": json.loads(m.payload)["to"], "status": m.status,
               "error": m.error, "at": m.updated_at}
              for m in Outbox.select().where((Outbox.kind == "mail") & (Outbox.ref == job_id)).order_by(Outbox.id)]
@@ -418,8 +420,8 @@ def job_view(job_id: str, base_url: str) -> dict[str, Any] | None:
         "has_text": data.get("has_text"), "notes": data.get("notes", []),
         "revision_notes": data.get("revision_notes", []), "paid": data.get("paid"),
         "order_id": data.get("order_id"), "source_url": data.get("source_url"),
-        "result_url": absolute(base_url, data.get("result_url")),
-        "preview_url": absolute(base_url, data.get("preview_url")), "email": data.get("email"),
+        "result_url": absolute(base_url, _serving(data.get("result_url"), served)),
+        "preview_url": absolute(base_url, _serving(data.get("preview_url"), served)), "email": data.get("email"),
         "analysis": json.loads(row.analysis) if row.analysis else None,
         "created_at": row.created_at, "updated_at": row.updated_at,
         "history": [{"at": t.at, "from": t.from_state, "to": t.to_state, "event": t.event}
@@ -438,6 +440,13 @@ def job_view(job_id: str, base_url: str) -> dict[str, Any] | None:
         "done_by": data.get("done_by") or None,
         "order": {"order_key": key_of(job), "number": job.number},
     }
+
+
+def _serving(url: str | None, tokens: set[str]) -> str | None:
+    """url unless it is one of the shop's published files (…/files/<token>/<name>) no longer served."""
+    if url and "/files/" in url and url.split("/files/", 1)[1].split("/")[0] not in tokens:
+        return None
+    return url
 
 
 def absolute(base_url: str, url: str | None) -> str | None:

@@ -12,12 +12,14 @@ from core.task_index import ReadyTask, Waiting
 from core.tianwang import MAX_RETRIES, action_parts, retry_delay, send_id, timer_key
 from persistence import messages, outbox, tasks, timers
 from persistence.connection import atomic
-from persistence.models import Conversation, Task, Timer
+from persistence.models import Conversation, Task, TaskTransition, Timer
 from persistence.tasks import TaskRow
 from protocol.messages import EventItem
 from protocol.tianwang import Action, TaskStatus, Trigger
 
 OWNER = "scheduler"  # the owner of the task timers
+WORDS_SEP = ": "  # a trigger's detail quotes the customer's words after this: "customer_reply event 12: 好的"
+TRIGGERED = "triggered: "  # how a task's move to running names its trigger in the history
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ def trigger_by_events(matches: list[tuple[EventItem, list[str]]], now: float) ->
         for ev, task_ids in matches:
             if not messages.consume_event(ev.event_id):
                 continue
-            detail = f"{ev.kind} event {ev.event_id}" + (f": {ev.text[:100]}" if ev.text else "")
+            detail = f"{ev.kind} event {ev.event_id}" + (f"{WORDS_SEP}{ev.text[:100]}" if ev.text else "")
             for task_id in task_ids:
                 if task_id in taken:
                     continue
@@ -177,7 +179,7 @@ def start(picked: list[str], now: float, tz: str, callbacks: bool) -> list[Start
     with atomic():
         rows = {r.task_id: r for r in Task.select().where(Task.task_id.in_(picked)
                                                           & (Task.status == TaskStatus.WAITING.value))}
-        reasons = {i: "triggered: " + (r.trigger_detail or "") for i, r in rows.items()}
+        reasons = {i: TRIGGERED + (r.trigger_detail or "") for i, r in rows.items()}
         moved = tasks.transition_many(list(rows), TaskStatus.RUNNING, reasons, now, tz, callbacks, event="dispatch")
         started = set(moved)
         _queue_sends([rows[i] for i in picked if i in started], now)  # priority order is send order
@@ -264,3 +266,22 @@ def fire_due(now: float, tz: str, callbacks: bool) -> Iterator[Fired]:
                     fired = Fired(requeued=True)
             timers.disarm(timer.key)
         yield fired
+
+
+def without_words(detail: str) -> str:
+    """A trigger's detail, or the history reason that names it, without the customer's words it quotes."""
+    prefix = TRIGGERED if detail.startswith(TRIGGERED) else ""
+    event, _, _ = detail.removeprefix(prefix).partition(WORDS_SEP)
+    return prefix + event
+
+
+def forget_words(task_ids: list[str]) -> int:
+    """Drop the customer's words from these tasks' trigger details and history; how many tasks quoted any."""
+    quoted = list(Task.select(Task.task_id, Task.trigger_detail).where(
+        Task.task_id.in_(task_ids) & Task.trigger_detail.contains(WORDS_SEP)))
+    for task in quoted:
+        detail = without_words(task.trigger_detail)
+        Task.update(trigger_detail=detail).where(Task.task_id == task.task_id).execute()
+        TaskTransition.update(reason=TRIGGERED + detail).where(
+            (TaskTransition.task_id == task.task_id) & TaskTransition.reason.startswith(TRIGGERED)).execute()
+    return len(quoted)

@@ -76,12 +76,18 @@ class Analysis(_Frozen):
     damage: float = Field(default=0.0, description="0 intact … 100 badly damaged (scratches, fading, yellowing)")
     complexity: Complexity = Field(description="price band the measures put it in")
     has_text: bool = Field(default=False, description="signs, captions or other text in the image")
-    text: str = Field(default="", description="the text found, if any (first 200 characters)")
+    text: str = Field(default="", description="the text found, if any (first 200 characters; not kept with "
+                      "photo_deleted)")
     text_source: str = Field(default="none", description="ocr | gemini | none: who detected the text")
     risk: RiskVerdict = Field(default=RiskVerdict.ACCEPT, description="accept, decline politely, or hand to a person")
     risk_reason: str = Field(default="", description="why, in short Chinese for staff and the job view")
-    risk_rule: str = Field(default="ok", description="the rule's code: id_document, banknote, too_small, …")
+    risk_rule: str = Field(default="ok", description="the rule's code: id_document, bank_card, banknote, "
+                           "too_small, …")
     risk_source: str = Field(default="rules", description="rules | gemini: whose verdict stands")
+    photo_deleted: bool = Field(default=False, description="the photo was deleted once judged, never indexed or "
+                                "thumbnailed: an identity document or bank card the shop must not keep (PIPL)")
+    phash: str = Field(default="", description="with photo_deleted: the photo's 64-bit perceptual hash, 16 hex digits")
+    size_bytes: int = Field(default=0, ge=0, description="with photo_deleted: the photo's size as downloaded, bytes")
 
 
 class RenderedImage(_Frozen):

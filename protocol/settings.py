@@ -60,6 +60,12 @@ class Settings(BaseSettings):
                                 "before CUSTOMER_RATE_PER_MIN applies")
     ASSET_DIR: Path | None = Field(default=None, description="the shop's image archive for find-image; "
                                    "default DATA_DIR/assets")
+    RETENTION_DAYS: float = Field(default=90, gt=0, description="photos and results of a finished job are deleted "
+                                  "this long after it finished (its rows and history stay)")
+    MESSAGE_RETENTION_DAYS: float = Field(default=180, gt=0, description="customers' messages are deleted this "
+                                          "long after they came")
+    COMPACTION_DAYS: float = Field(default=7, gt=0, description="delivered outbox rows, consumed events, login "
+                                   "failures and unreferenced files are removed this long after they settled")
 
     # Operational knobs beyond SPEC §6, named in the README.
     THESPIAN_ADMIN_PORT: int = Field(default=0, ge=0, le=65535, description="actor system admin port; 0 = any free")

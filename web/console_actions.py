@@ -1,11 +1,12 @@
 """The console's operator actions (/console/api/…): pause, resume, write as staff, hand a job to a designer,
-cancel a Tianwang task; each one audited with the thing before and after. The session and CSRF checks are
-console_auth's guard; request[OPERATOR] is who acts.
+cancel a Tianwang task, delete a customer's data; each one audited with the thing before and after. The session and
+CSRF checks are console_auth's guard; request[OPERATOR] is who acts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 import uuid
@@ -14,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from persistence import operator_actions, operators, tasks
+from persistence import forget, operator_actions, operators, tasks
 from protocol.console import ConsolePauseIn, ReasonIn, StaffMessageIn
 from protocol.image import TERMINAL_JOB_STATES
 from protocol.messages import OperatorHandOff, OperatorHandOffDone, SendNudge
@@ -152,6 +153,24 @@ async def cancel_task(request: web.Request) -> web.Response:
     return envelope(200, "任务已取消", data)
 
 
+async def forget_customer(request: web.Request) -> web.Response:
+    """POST /console/api/conversations/{customer_id}/forget: delete everything kept of the customer (photos, results,
+    mails, messages, profile, e-mail) on their request; their Tianwang tasks stay without texts, open ones cancelled.
+    Audited with the customer by pseudonym; 404 when nothing of them is kept."""
+    state = request.app[STATE]
+    customer_id = request.match_info["customer_id"]
+    s = state.settings
+    done = await state.write(functools.partial(
+        forget.forget, customer_id, s.DATA_DIR, time.time(), request[OPERATOR], tz=s.SHOP_TIMEZONE,
+        callbacks=bool(s.TIANWANG_CALLBACK_URL), ip=client_ip(request), only_if_found=True))
+    if done is None:
+        raise ApiError(404, f"nothing of customer {customer_id} is kept: no conversation, message, job or task")
+    for task_id in done.cancelled:
+        state.post(("tasks_changed", task_id))
+    return envelope(200, "客户数据已删除", {"customer": done.pseudonym, "removed": done.removed, "left": done.left,
+                                       "cancelled_tasks": done.cancelled})
+
+
 def register(app: web.Application) -> None:
     """Add the operator actions to the ingress app (console_auth's guard protects them)."""
     app.router.add_get("/console/api/me", me)
@@ -159,5 +178,6 @@ def register(app: web.Application) -> None:
     app.router.add_post("/console/api/conversations/{customer_id}/pause", pause)
     app.router.add_post("/console/api/conversations/{customer_id}/resume", resume)
     app.router.add_post("/console/api/conversations/{customer_id}/message", message)
+    app.router.add_post("/console/api/conversations/{customer_id}/forget", forget_customer)
     app.router.add_post("/console/api/jobs/{job_id}/handoff", handoff)
     app.router.add_post("/console/api/tasks/{task_id}/cancel", cancel_task)

@@ -19,7 +19,7 @@ from protocol.tianwang import TaskStatus
 log = logging.getLogger("shop.metrics")
 
 OUTBOX_KINDS = ("im_send", "callback", "analyze", "find", "render", "mail", "staff")
-TIMER_OWNERS = ("scheduler",)
+TIMER_OWNERS = ("scheduler", "retention")
 DB_MIN_INTERVAL_S = 1.0
 
 

@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.slow]
     ("operations", "ratio local/stand-in"),
     ("convention", "ratio two/one"),
     ("startup", "ratio start/import"),
+    ("retention", "ratio with/without"),
 ])
 def test_benchmark_runs(bench: str, expect: str) -> None:
     # Its own process group: on a timeout the bench and the launcher it started go together (the

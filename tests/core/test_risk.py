@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.risk import Assessment, assess, stricter
+from core.risk import Assessment, assess, sensitive, stricter
 from protocol.image import RiskVerdict
 
 V = RiskVerdict
@@ -35,6 +35,21 @@ V = RiskVerdict
     ((800, 600), "新年快乐 大吉大利", V.ACCEPT, "ok"),
     ((800, 600), "订单号 110101199001011234", V.ACCEPT, "ok"),  # a long number alone, not card-shaped
     ((800, 600), "", V.ACCEPT, "ok"),
+    # Bank cards: ID-1 cards like an ID card, by their words or a card number that passes the Luhn check.
+    ((856, 540), "招商银行 借记卡 银联 UnionPay", V.DECLINE, "bank_card"),
+    ((540, 856), "VISA PLATINUM VALID THRU 12/28", V.DECLINE, "bank_card"),  # a card photographed upright
+    ((1000, 630), "MasterCard DEBIT 5412 7534 **** ****", V.DECLINE, "bank_card"),
+    ((856, 540), "VISA", V.ACCEPT, "ok"),  # a brand alone: a shop sign, a sticker
+    ((900, 600), "Advisable: accredited dealers only 12/28", V.ACCEPT, "ok"),  # inside other words
+    ((856, 540), "6222 0212 3456 7890 128", V.DECLINE, "bank_card"),  # 19 digits in OCR's groups
+    ((856, 540), "4111111111111111", V.DECLINE, "bank_card"),  # 16 digits read as one
+    ((856, 540), "2024 6225 8801 2345 6783 12/28", V.DECLINE, "bank_card"),  # run into the lines around it
+    ((856, 540), "6225 8801 2345 6784", V.ACCEPT, "ok"),  # fails the Luhn check
+    ((856, 540), "6225 8801 2345", V.ACCEPT, "ok"),  # too short for a card
+    ((800, 600), "办理信用卡 银联 4111 1111 1111 1111", V.ACCEPT, "ok"),  # a poster: not card-shaped
+    ((856, 540), "居民身份证 信用卡", V.DECLINE, "id_document"),  # an identity document's own words come first
+    # An ID number that happens to pass the Luhn check is still an ID number (its digits 7-14 are a birth date).
+    ((856, 540), "110101199001011233", V.DECLINE, "id_document"),
 ])
 def test_rules(size: tuple[int, int], text: str, verdict: RiskVerdict, rule: str) -> None:
     found = assess(size[0], size[1], 20, 10, 10, text)
@@ -71,3 +86,28 @@ def test_stricter_is_never_looser_than_either(a: Assessment, b: Assessment) -> N
     assert both in (a, b)
     if a.verdict is b.verdict:
         assert both is a
+
+
+def test_a_bank_card_is_declined_with_the_card_word_and_never_its_number() -> None:
+    assert assess(856, 540, 20, 10, 10, "银联 借记卡").reason == "疑似银行卡(银联)"
+    found = assess(856, 540, 20, 10, 10, "6222 0212 3456 7890 128 12/28")
+    assert found.reason == "疑似银行卡(卡号)" and "6222" not in found.reason
+
+
+@pytest.mark.parametrize(("assessment", "kept"), [
+    (assess(856, 540, 20, 10, 10, "公民身份号码110101199001011234"), False),
+    (assess(856, 540, 20, 10, 10, "银联 UnionPay"), False),
+    (assess(856, 540, 20, 10, 10, "6222 0212 3456 7890 128"), False),
+    (Assessment(V.DECLINE, "模型判断:这是一张身份证的正面", "gemini_decline"), False),
+    (Assessment(V.DECLINE, "模型判断:图片是一张银行卡", "gemini_decline"), False),
+    (Assessment(V.DECLINE, "模型判断:Passport photo page", "gemini_decline"), False),
+    (Assessment(V.DECLINE, "模型判断:色情内容", "gemini_decline"), True),  # declined, but no personal document
+    (assess(1000, 500, 20, 10, 10, "中国人民银行 壹佰圆"), True),  # money is not personal data
+    (assess(40, 40, 20, 10, 10, ""), True),
+    (assess(800, 600, 20, 10, 10, "荣誉证书"), True),  # a person judges it, from the photo
+    (assess(900, 1200, 20, 10, 10, "个人简历 姓名 张三 性别 男 民族 汉 出生年月 1990.01"), True),
+    (Assessment(V.HUMAN, "模型判断:可能是身份证,拿不准", "gemini_human"), True),  # a person judges it
+    (assess(800, 600, 20, 10, 10, "新年快乐"), True),
+])
+def test_only_an_identity_document_or_bank_card_declined_is_not_kept(assessment: Assessment, kept: bool) -> None:
+    assert sensitive(assessment) is not kept

@@ -3,8 +3,8 @@
 An operator account made with `shop-admin user add`; the browser logs in, watches a customer's conversation
 appear as the IM simulator sends messages (no reload, no polling), sees the paid job's result thumbnail,
 pauses the AI, writes to the customer as staff (the simulator receives it), cancels a Tianwang task, hands
-the job to a designer, and finds every action in the audit view. A screenshot of each step is written under
-the test's output directory, printed at the start.
+the job to a designer, finds every action in the audit view, and deletes the customer's data on her request. A
+screenshot of each step is written under the test's output directory, printed at the start.
 """
 
 from __future__ import annotations
@@ -169,6 +169,19 @@ def test_an_operator_watches_pauses_writes_and_finds_it_audited(shop: Launcher, 
     for action, target in (("cancel_task", "task:T_CONSOLE"), ("handoff", f"job:{job_id}")):
         expect(audit.locator(f'tr[data-action="{action}"][data-target="{target}"]')).to_contain_text(OPERATOR)
     steps.shot("cancelled-and-handed-off")
+
+    # She asks the shop to delete her data: the browser asks first, naming her; then the console no longer lists her.
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    page.locator("#conv-list li[data-customer-id=lily]").click()
+    page.click("#btn-forget")
+    expect(page.locator("#toast")).to_have_text("客户数据已删除")
+    assert "Lily (lily)" in asked[0]
+    expect(page.locator("#conv-list li[data-customer-id=lily]")).to_have_count(0)
+    expect(page.locator("#conv-body")).to_be_hidden()
+    expect(audit.locator('tr[data-action="forget"]')).to_contain_text(OPERATOR)
+    assert http("GET", f"{shop.api}/api/conversation/lily")[0] == 404
+    steps.shot("forgotten")
 
     # On a phone the page fits the screen's width.
     page.set_viewport_size({"width": 360, "height": 740})

@@ -200,6 +200,16 @@ async function loadDetail() {
   tl.dataset.shown = id;
 }
 
+// The customer's data is gone: close their conversation; the next pushed picture no longer lists them.
+function forgotten(customerId) {
+  if (state.selected !== customerId) return;
+  state.selected = "";
+  state.selectedKey = "";
+  $("conv-detail").dataset.customerId = "";
+  $("conv-body").hidden = true;
+  $("conv-empty").hidden = false;
+}
+
 function thumb(j) {
   if (j.has_result || j.has_source) {
     const which = j.has_result ? "result" : "source";
@@ -341,6 +351,15 @@ function wireControls() {
     act(e.target, "POST", path("pause"), { minutes, reason: "控制台暂停 / paused in the console" }, loadDetail);
   });
   $("btn-resume").addEventListener("click", (e) => act(e.target, "POST", path("resume"), {}, loadDetail));
+  $("btn-forget").addEventListener("click", async (e) => {
+    const id = state.selected;
+    const who = $("conv-title").textContent || id;
+    // Deleting cannot be undone: the operator confirms, reading whose data goes.
+    if (!id || !confirm(`删除客户 ${who} 的全部数据?照片、结果、邮件、消息、资料和邮箱都会删除,无法恢复。\n` +
+      `Delete everything kept of customer ${who}? Photos, results, mails, messages, profile and e-mail go for good.`)) return;
+    const r = await act(e.target, "POST", path("forget"), {});
+    if (r.ok) forgotten(id);
+  });
   $("staff-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const box = $("staff-text");
