@@ -10,8 +10,30 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from protocol.settings import Settings
 
 COMMAND_GROUPS = ("persistence.operators", "persistence.maintenance", "persistence.forget")
+
+
+def settings_from_env(error: type[Exception]) -> Settings:
+    """The settings from the environment and .env, their secrets masked in whatever is printed from now on; error
+    (with a message naming each invalid variable) when they are not valid."""
+    from pydantic import ValidationError
+
+    from core import redaction
+    from protocol.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise error("configuration is not valid: " + "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors())) from None
+    redaction.configure(settings)
+    return settings
 
 
 def parser() -> argparse.ArgumentParser:

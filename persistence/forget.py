@@ -386,21 +386,12 @@ def _os_user() -> str:
 
 def _open() -> Settings:
     """The settings, with the database they name opened (and brought to this release's schema)."""
-    from pydantic import ValidationError
-
-    from core import redaction
     from observability.metrics_files import ENV
+    from persistence.admin import settings_from_env
     from persistence.db import open_database, sqlite_path
     from persistence.maintenance import service_pid
-    from protocol.settings import Settings
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise ForgetError("configuration is not valid: " + "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors())) from None
-    redaction.configure(settings)
+    settings = settings_from_env(ForgetError)
     path = sqlite_path(settings.DATABASE_URL)
     if path is not None and not Path(path).is_file():
         raise ForgetError(f"there is no database at {path} (DATA_DIR={settings.DATA_DIR}): check DATA_DIR and "

@@ -70,20 +70,9 @@ def service_pid(data_dir: Path) -> int | None:
 
 # -- helpers -------------------------------------------------------------------------------------------
 def _settings() -> Any:
-    from pydantic import ValidationError
+    from persistence.admin import settings_from_env
 
-    from protocol.settings import Settings
-
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise MaintenanceError("configuration is not valid: " + "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors())) from None
-    from core import redaction
-
-    redaction.configure(settings)
-    return settings
+    return settings_from_env(MaintenanceError)
 
 
 def shown_url(url: str) -> str:

@@ -207,17 +207,10 @@ def recent_audit(limit: int = 50) -> list[dict[str, Any]]:
 
 # -- shop-admin user … ---------------------------------------------------------------------------------
 def _open_database() -> None:
-    from pydantic import ValidationError
-
+    from persistence.admin import settings_from_env
     from persistence.db import open_database
-    from protocol.settings import Settings
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise OperatorError("configuration is not valid: " + "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors())) from None
+    settings = settings_from_env(OperatorError)
     open_database(settings.DATABASE_URL, create=True)
 
 

@@ -131,13 +131,16 @@ class Launcher:
             self.wait_healthy()
         return self
 
-    def add_operator(self, username: str, password: str) -> None:
-        """`shop-admin user add NAME --password-stdin`, as the shop's admin runs it: the command installed beside the
-        python that runs this launcher, on its DATA_DIR."""
+    def shop_admin(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`shop-admin …` as the shop's admin runs it: the command installed beside the python that runs this
+        launcher, on its settings and DATA_DIR."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([str(Path(self.command[0]).with_name("shop-admin")), "user", "add", username,
-                               "--password-stdin"], input=password + "\n", env=self.env(), cwd=self.data_dir,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run([str(Path(self.command[0]).with_name("shop-admin")), *args], input=stdin,
+                              env=self.env(), cwd=self.data_dir, capture_output=True, text=True, timeout=120)
+
+    def add_operator(self, username: str, password: str) -> None:
+        """An operator account, made with `shop-admin user add NAME --password-stdin`."""
+        done = self.shop_admin("user", "add", username, "--password-stdin", stdin=password + "\n")
         assert done.returncode == 0, done.stderr
 
     def output(self) -> str:

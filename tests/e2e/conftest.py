@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import SmtpSink
+from tests.harness import FileServer, SmtpSink
 
 
 @pytest.fixture(scope="module")
@@ -17,3 +17,10 @@ def smtp() -> Iterator[SmtpSink]:
         yield sink
     finally:
         sink.stop()
+
+
+@pytest.fixture(scope="module")
+def files() -> Iterator[FileServer]:
+    """A loopback server of the customers' photos (FETCH_ALLOW_HOSTS must name it), one per test module."""
+    with FileServer() as server:
+        yield server

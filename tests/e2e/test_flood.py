@@ -26,12 +26,6 @@ QUOTE_WITHIN_S = 15.0  # a quote on a quiet shop takes 1-3 s here; the flood tak
 
 
 @pytest.fixture(scope="module")
-def files() -> Iterator[FileServer]:
-    with FileServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory, files: FileServer) -> Iterator[Launcher]:
     launcher = Launcher(tmp_path_factory.mktemp("flood") / "shop", {
         "DEBOUNCE_S": "0.5", "FETCH_ALLOW_HOSTS": f"127.0.0.1:{files.port}",

@@ -10,7 +10,6 @@ them; the audit shows who asked; Tianwang's tasks keep their ids and statuses. A
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from http.client import HTTPConnection
@@ -36,12 +35,6 @@ NOT_THE_SHOPS = ("dispatch-standin.json",)  # the designer dispatch stand-in's o
 
 
 @pytest.fixture(scope="module")
-def files() -> Iterator[FileServer]:
-    with FileServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory, files: FileServer) -> Iterator[Launcher]:
     launcher = Launcher(tmp_path_factory.mktemp("forget") / "shop", {
         "DEBOUNCE_S": "1", "FETCH_ALLOW_HOSTS": f"127.0.0.1:{files.port}"})
@@ -51,12 +44,6 @@ def shop(tmp_path_factory: pytest.TempPathFactory, files: FileServer) -> Iterato
         yield launcher
     finally:
         launcher.stop()
-
-
-def shop_admin(shop: Launcher, *args: str) -> subprocess.CompletedProcess[str]:
-    """`shop-admin …` as the shop's admin runs it: the command beside the launcher's python, on its settings."""
-    return subprocess.run([str(Path(shop.command[0]).with_name("shop-admin")), *args], env=shop.env(),
-                          cwd=shop.data_dir, capture_output=True, text=True, timeout=120)
 
 
 def every_text(shop: Launcher) -> str:
@@ -137,7 +124,7 @@ def test_shop_admin_forget_leaves_no_trace_of_a_customer_while_the_service_runs(
     time.sleep(1.5)  # the last outcomes settle: nothing of theirs is still on its way when the admin acts
     written = logs(shop)
 
-    done = shop_admin(shop, "forget", WHO, "--by", "店长小艾")
+    done = shop.shop_admin("forget", WHO, "--by", "店长小艾")
 
     assert done.returncode == 0, done.stderr
     alias = pseudonym(WHO)
@@ -195,7 +182,7 @@ def test_shop_admin_forget_leaves_no_trace_of_a_customer_while_the_service_runs(
 
 
 def test_forgetting_someone_nobody_knows_is_harmless_and_audited(shop: Launcher) -> None:
-    done = shop_admin(shop, "forget", "never-seen-here")
+    done = shop.shop_admin("forget", "never-seen-here")
     assert done.returncode == 0, done.stderr
     assert "nothing was kept" in done.stdout
     rows: list[Any] = shop.query("SELECT operator, target FROM auditentry WHERE target = ?",

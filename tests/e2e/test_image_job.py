@@ -29,12 +29,6 @@ MAIL_FAILED = "邮件发送失败了,您再发一次邮箱试试"
 
 
 @pytest.fixture(scope="module")
-def files() -> Iterator[FileServer]:
-    with FileServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink, files: FileServer) -> Iterator[Launcher]:
     launcher = Launcher(tmp_path_factory.mktemp("image") / "shop", {
         "DEBOUNCE_S": "1", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port), "SMTP_FROM": "shop@example.com",

@@ -22,12 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @pytest.fixture(scope="module")
-def files() -> Iterator[FileServer]:
-    with FileServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory, files: FileServer) -> Iterator[Launcher]:
     launcher = Launcher(tmp_path_factory.mktemp("retention") / "shop", {
         "DEBOUNCE_S": "0.5", "RETENTION_DAYS": "1", "FETCH_ALLOW_HOSTS": f"127.0.0.1:{files.port}"})
