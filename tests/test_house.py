@@ -170,5 +170,6 @@ def test_every_package_of_the_house_is_in_the_wheel() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     included = {pattern.rstrip("*") for pattern in config["packages"]["find"]["include"]}
     assert set(PACKAGES) <= included
+    assert [p for p in PACKAGES if not (REPO / p / "__init__.py").is_file()] == []  # each a package, not a folder
     assert set(TOP_MODULES) <= set(config["py-modules"])
     assert config["package-data"]["web"] == ["static/*"]
