@@ -293,8 +293,10 @@ def _banner(settings: Settings, sim_control: str | None, dispatch_control: str |
     lines.append(f"  cut-outs       U²-Net on the CPU ({weights})" if weights.is_file() else
                  f"  cut-outs       MISSING {weights}: run `python -m imaging.cutout_weights`; until then cut-out "
                  "and layered orders fail their render and go to a designer")
+    from persistence import job_files
+
     mail = (f"SMTP {settings.SMTP_HOST}:{settings.SMTP_PORT}" if settings.SMTP_HOST
-            else f"files under {settings.DATA_DIR / 'outbox-mail'}")
+            else f"files under {settings.DATA_DIR / job_files.MAILS}")
     lines.append(f"  result e-mail  {mail}")
     lines.append(f"  designers      dispatch API {settings.TUHUI_DISPATCH_URL}"
                  + (f" (stand-in; designers and tasks at {dispatch_control})" if dispatch_control else "")
@@ -304,6 +306,9 @@ def _banner(settings: Settings, sim_control: str | None, dispatch_control: str |
 
     lines.append(f"  database       {shown_url(settings.DATABASE_URL)}")
     lines.append(f"  data           {settings.DATA_DIR}")
+    lines.append(f"  retention      a daily sweep deletes finished jobs' files after {settings.RETENTION_DAYS:g} d, "
+                 f"messages after {settings.MESSAGE_RETENTION_DAYS:g} d, settled rows after "
+                 f"{settings.COMPACTION_DAYS:g} d; photos declined as ID or bank cards are not kept")
     lines.append("  on embedded defaults: " + ("; ".join(on_defaults) or "none"))
     lines.append("  stop with Ctrl-C (or SIGTERM)")
     print("\n".join(lines), flush=True)

@@ -69,6 +69,7 @@ def test_two_days_later_a_finished_jobs_files_are_gone_and_its_story_and_work_in
     assert len(done_files) >= 3 and len(waiting_files) == 1 and len(mails) == 1
     shop.stop()
 
+    assert "a daily sweep deletes finished jobs' files after 1 d, messages after 180 d" in shop.output()
     shop.env_extra.update(PYTHONPATH=str(REPO / "tests" / "clock"), SHOP_TEST_CLOCK_SHIFT_DAYS="2")
     shop.start()
     wait_for(lambda: not job_files(shop.data_dir, done["job_id"]) and not any(p.exists() for p in mails), 30,
