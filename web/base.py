@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -24,6 +24,7 @@ from protocol.messages import HealthReport
 from protocol.settings import Settings
 
 MAX_BODY = 1024 * 1024
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -39,6 +40,13 @@ def envelope(code: int, message: str, data: Any = None) -> web.Response:
     body = json.dumps({"code": code, "message": message, "data": data}, ensure_ascii=False)
     # An error text from outside (a mail server, an API) may quote a secret back: none leaves in an answer.
     return web.Response(status=code, text=redact(body), content_type="application/json")
+
+
+def found(data: T | None, missing: str) -> T:
+    """data, or a 404 in the envelope whose message says what is missing."""
+    if data is None:
+        raise ApiError(404, missing)
+    return data
 
 
 def describe_validation(exc: ValidationError) -> str:

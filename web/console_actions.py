@@ -19,7 +19,7 @@ from persistence import forget, operator_actions, operators, tasks
 from protocol.console import ConsolePauseIn, ReasonIn, StaffMessageIn
 from protocol.image import TERMINAL_JOB_STATES
 from protocol.messages import OperatorHandOff, OperatorHandOffDone, SendNudge
-from web.base import STATE, ApiError, envelope, parse_body
+from web.base import STATE, ApiError, envelope, found, parse_body
 from web.console_auth import ACCOUNTS, CSRF, OPERATOR, client_ip
 
 HANDOFF_TIMEOUT_S = 15.0  # the customer's conversation may have to be started first
@@ -60,9 +60,7 @@ async def pause(request: web.Request) -> web.Response:
     t = time.time()
     data = await state.write(operator_actions.set_pause, customer_id, t + minutes * 60, request[OPERATOR],
                              body.reason, client_ip(request), t)
-    if data is None:
-        raise ApiError(404, f"no conversation with customer {customer_id}")
-    return envelope(200, "已暂停AI回复", data)
+    return envelope(200, "已暂停AI回复", found(data, f"no conversation with customer {customer_id}"))
 
 
 async def resume(request: web.Request) -> web.Response:
@@ -71,9 +69,7 @@ async def resume(request: web.Request) -> web.Response:
     customer_id = request.match_info["customer_id"]
     data = await state.write(operator_actions.set_pause, customer_id, None, request[OPERATOR], "",
                              client_ip(request), time.time())
-    if data is None:
-        raise ApiError(404, f"no conversation with customer {customer_id}")
-    return envelope(200, "已恢复AI回复", data)
+    return envelope(200, "已恢复AI回复", found(data, f"no conversation with customer {customer_id}"))
 
 
 def _send_key(customer_id: str, operator: str, request: web.Request) -> str:

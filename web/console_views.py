@@ -14,7 +14,7 @@ from aiohttp import web
 
 from imaging.thumbnail import NoThumbnail, thumbnail
 from persistence import console
-from web.base import STATE, ApiError, envelope
+from web.base import STATE, ApiError, envelope, found
 from web.console_hub import ConsoleHub
 
 WEB_DIR = Path(__file__).resolve().parent / "static"  # package data: a wheel serves the console too
@@ -62,9 +62,7 @@ async def conversation(request: web.Request) -> web.Response:
     """GET /console/api/conversations/{customer_id}: messages in and out (held ones too) in order, takeover, jobs."""
     customer_id = request.match_info["customer_id"]
     data = await request.app[STATE].read(console.conversation_detail, customer_id, time.time())
-    if data is None:
-        raise ApiError(404, f"no conversation with customer {customer_id}")
-    return envelope(200, "ok", data)
+    return envelope(200, "ok", found(data, f"no conversation with customer {customer_id}"))
 
 
 async def thumb(request: web.Request) -> web.StreamResponse:

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from persistence import jobs, profiles, takeover
 from protocol.operator import PauseIn
-from web.base import STATE, ApiError, envelope, parse_body
+from web.base import STATE, ApiError, envelope, found, parse_body
 
 
 async def conversation(request: web.Request) -> web.Response:
@@ -18,9 +18,7 @@ async def conversation(request: web.Request) -> web.Response:
     state = request.app[STATE]
     customer_id = request.match_info["customer_id"]
     data = await state.read(profiles.conversation_view, customer_id, state.public_base)
-    if data is None:
-        raise ApiError(404, f"no conversation with customer {customer_id}")
-    return envelope(200, "ok", data)
+    return envelope(200, "ok", found(data, f"no conversation with customer {customer_id}"))
 
 
 async def pause(request: web.Request) -> web.Response:
@@ -32,9 +30,7 @@ async def pause(request: web.Request) -> web.Response:
     minutes = body.minutes if body.minutes is not None else state.settings.TAKEOVER_MINUTES
     t = time.time()
     data = await state.write(takeover.set_pause, customer_id, t + minutes * 60, body.by, body.reason, t)
-    if data is None:
-        raise ApiError(404, f"no conversation with customer {customer_id}")
-    return envelope(200, "已暂停AI回复", data)
+    return envelope(200, "已暂停AI回复", found(data, f"no conversation with customer {customer_id}"))
 
 
 async def resume(request: web.Request) -> web.Response:
@@ -42,9 +38,7 @@ async def resume(request: web.Request) -> web.Response:
     state = request.app[STATE]
     customer_id = request.match_info["customer_id"]
     data = await state.write(takeover.set_pause, customer_id, None, "", "", time.time())
-    if data is None:
-        raise ApiError(404, f"no conversation with customer {customer_id}")
-    return envelope(200, "已恢复AI回复", data)
+    return envelope(200, "已恢复AI回复", found(data, f"no conversation with customer {customer_id}"))
 
 
 async def job(request: web.Request) -> web.Response:
@@ -52,9 +46,7 @@ async def job(request: web.Request) -> web.Response:
     state = request.app[STATE]
     job_id = request.match_info["job_id"]
     data = await state.read(jobs.job_view, job_id, state.public_base)
-    if data is None:
-        raise ApiError(404, f"no image job {job_id}")
-    return envelope(200, "ok", data)
+    return envelope(200, "ok", found(data, f"no image job {job_id}"))
 
 
 async def public_file(request: web.Request) -> web.StreamResponse:
