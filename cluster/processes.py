@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from core import redaction
 from protocol.messages import Ping, Pong
 from protocol.settings import Settings
+from protocol.validation import problems
 
 log = logging.getLogger("shop.launcher")  # the launcher's and a member's lines keep the names they had
 
@@ -39,9 +40,8 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-                 for e in exc.errors()]
-        raise LaunchError("configuration is not valid:\n" + "\n".join(lines)) from None
+        raise LaunchError("configuration is not valid:\n" + "\n".join(f"  {p}" for p in problems(exc, "settings"))
+                          ) from None
 
 
 def check_data_dir(data_dir: Path) -> None:

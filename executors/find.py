@@ -7,7 +7,6 @@ another customer's photo is never a match. Leaves `find_done` or `find_none` for
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import mimetypes
 import time
@@ -17,7 +16,7 @@ from typing import Any
 from executors.outcome import Outcome
 from imaging.fetch import FetchError, fetch_image
 from imaging.phash import NotAnImage, phash
-from persistence import image_index, jobs
+from persistence import image_index, job_files, jobs
 from persistence.connection import atomic
 from persistence.models import ImageJob
 from protocol.settings import Settings
@@ -59,7 +58,7 @@ def find_image(settings: Settings, key: str, payload: dict[str, Any]) -> Outcome
 def _query(settings: Settings, key: str, payload: dict[str, Any], row: ImageJob | None) -> tuple[Path | None, str]:
     """The image to look for, and what it is (for staff when nothing is found)."""
     if payload.get("reference_url"):
-        dest = settings.DATA_DIR / "images" / f"find-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        dest = job_files.find_reference(settings.DATA_DIR, key)
         return fetch_image(payload["reference_url"], dest, settings.fetch_allow_hosts).path, "客户发的参考图"
     if row is not None and row.source_path and Path(row.source_path).is_file():
         return Path(row.source_path), f"图片单 {row.job_id} 的原图"

@@ -8,6 +8,7 @@ every subcommand sets `run` (parsed args → exit status).
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib
 import sys
 from typing import TYPE_CHECKING
@@ -18,6 +19,14 @@ if TYPE_CHECKING:
 COMMAND_GROUPS = ("persistence.operators", "persistence.maintenance", "persistence.forget")
 
 
+def cli_operator() -> str:
+    """Who runs a shop-admin command, as the audit names them: shop-admin:<the OS user>."""
+    try:
+        return f"shop-admin:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "shop-admin"
+
+
 def settings_from_env(error: type[Exception]) -> Settings:
     """The settings from the environment and .env, their secrets masked in whatever is printed from now on; error
     (with a message naming each invalid variable) when they are not valid."""
@@ -25,13 +34,12 @@ def settings_from_env(error: type[Exception]) -> Settings:
 
     from core import redaction
     from protocol.settings import Settings
+    from protocol.validation import problems
 
     try:
         settings = Settings()
     except ValidationError as exc:
-        raise error("configuration is not valid: " + "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors())) from None
+        raise error("configuration is not valid: " + "; ".join(problems(exc, "settings"))) from None
     redaction.configure(settings)
     return settings
 

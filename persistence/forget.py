@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import getpass
 import hashlib
 import json
 import logging
@@ -186,8 +185,7 @@ def _files(data_dir: Path, found: _Holdings) -> list[Path]:
     image by (executors/find.py keeps each as images/find-<sha256 of its outbox key, 16 hex digits>)."""
     finds = [row.key for row in Outbox.select(Outbox.key).where(
         (Outbox.kind == "find") & Outbox.id.in_(_outbox_rows(found)))]
-    references = [data_dir / job_files.IMAGES / f"find-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-                  for key in finds]
+    references = [job_files.find_reference(data_dir, key) for key in finds]
     return [*(p for ps in job_files.files_of(data_dir, found.job_ids).values() for p in ps),
             *(p for p in references if p.is_file())]
 
@@ -376,14 +374,6 @@ class ForgetError(Exception):
     """The command cannot be done; the message says why."""
 
 
-def _os_user() -> str:
-    """Who runs the command, when --by does not say."""
-    try:
-        return f"shop-admin:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "shop-admin"
-
-
 def _open() -> Settings:
     """The settings, with the database they name opened (and brought to this release's schema)."""
     from observability.metrics_files import ENV
@@ -406,8 +396,9 @@ def _open() -> Settings:
 def forget_command(args: argparse.Namespace) -> int:
     """Forget one customer and print what went; the service may be running or not."""
     from core.redaction import redact
+    from persistence.admin import cli_operator
 
-    by = (args.by or _os_user()).strip()
+    by = (args.by or cli_operator()).strip()
     try:
         if not args.customer_id:
             raise ForgetError("the customer id is empty")

@@ -9,6 +9,7 @@ never a file no row leads back to.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable
@@ -24,6 +25,11 @@ IMAGES = "images"  # customers' photos, as downloaded
 RESULTS = "results"  # rendered files and their previews
 THUMBS = "thumbs"  # the console's thumbnails of either
 MAILS = "outbox-mail"  # the file mailer's .eml files, results attached (without SMTP_HOST)
+
+
+def find_reference(data_dir: Path, key: str) -> Path:
+    """Where a photo a customer sent to find an image by is kept: images/find-<16 hex of its outbox key's sha256>."""
+    return data_dir / IMAGES / f"find-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 def files_of(data_dir: Path, job_ids: Iterable[str]) -> dict[str, list[Path]]:

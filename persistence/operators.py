@@ -20,6 +20,7 @@ from typing import Any
 
 import peewee
 
+from persistence.admin import cli_operator
 from persistence.connection import atomic
 from persistence.models import AuditEntry, LoginFailure, Operator
 
@@ -223,13 +224,6 @@ def _read_password(args: argparse.Namespace) -> str:
     return first
 
 
-def _cli_operator() -> str:
-    try:
-        return f"shop-admin:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "shop-admin"
-
-
 def _run(args: argparse.Namespace) -> int:
     try:
         _open_database()
@@ -249,23 +243,23 @@ def _run(args: argparse.Namespace) -> int:
             if Operator.get_or_none(Operator.username == name) is not None:  # said before asking for a password
                 raise OperatorError(f"operator {name!r} already exists; use `shop-admin user passwd {name}`")
             add_user(name, _read_password(args))
-            audit(_cli_operator(), "user_add", target, None, {"exists": True}, "")
+            audit(cli_operator(), "user_add", target, None, {"exists": True}, "")
             print(f"operator {name} added: log in at /console/login")
         elif args.user_command == "passwd":
             _get(name)
             set_password(name, _read_password(args))
-            audit(_cli_operator(), "user_passwd", target, None, {"sessions": "ended"}, "")
+            audit(cli_operator(), "user_passwd", target, None, {"sessions": "ended"}, "")
             print(f"password of {name} changed; their sessions ended")
         elif args.user_command in ("disable", "enable"):
             disabled = args.user_command == "disable"
             before = _get(name).disabled
             set_disabled(name, disabled)
-            audit(_cli_operator(), f"user_{args.user_command}", target, {"disabled": before}, {"disabled": disabled},
+            audit(cli_operator(), f"user_{args.user_command}", target, {"disabled": before}, {"disabled": disabled},
                   "")
             print(f"operator {name} {'locked' if disabled else 'unlocked'}")
         elif args.user_command == "remove":
             remove_user(name)
-            audit(_cli_operator(), "user_remove", target, {"exists": True}, {"exists": False}, "")
+            audit(cli_operator(), "user_remove", target, {"exists": True}, {"exists": False}, "")
             print(f"operator {name} removed")
         return 0
     except OperatorError as exc:

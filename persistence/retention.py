@@ -211,9 +211,10 @@ class Sweep:
         """Run the current stage once (a stage that found less than a full batch is done) and say how many
         seconds until the next step: a pause within a sweep, a day after the last stage, and the time left
         when the sweep is not due yet."""
-        due = timers.next_due(OWNER)
-        if due is not None and due > now:
-            return due - now
+        if self.stage == 0:  # a sweep starts only when due; once started, it runs to its end
+            due = timers.next_due(OWNER)
+            if due is not None and due > now:
+                return due - now
         counts = STAGES[self.stage](self.data_dir, self.limits, now)
         for (what, why), n in counts.items():
             if n and (what, why) in DELETED_SERIES:  # jobs and profile texts are in the log line only

@@ -22,6 +22,7 @@ from core.redaction import redact
 from persistence import tasks
 from protocol.messages import HealthReport
 from protocol.settings import Settings
+from protocol.validation import problems
 
 MAX_BODY = 1024 * 1024
 T = TypeVar("T")
@@ -47,16 +48,6 @@ def found(data: T | None, missing: str) -> T:
     if data is None:
         raise ApiError(404, missing)
     return data
-
-
-def describe_validation(exc: ValidationError) -> str:
-    """Pydantic's errors as one line that names each field."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
 
 
 class GroupCommitter:
@@ -150,7 +141,7 @@ async def parse_body(request: web.Request, model: type[BaseModel]) -> Any:
             raise ApiError(400, f"malformed JSON: {exc.errors()[0]['msg']}") from None
         if any(e["type"] == "model_type" and not e["loc"] for e in exc.errors()):
             raise ApiError(400, f"body must be a JSON object, got {_json_type(raw)}") from None
-        raise ApiError(400, describe_validation(exc)) from None
+        raise ApiError(400, "; ".join(problems(exc, "body"))) from None
 
 
 def _json_type(raw: bytes) -> str:

@@ -12,14 +12,14 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from persistence import figures
+from persistence import figures, retention, scheduling
 from protocol.image import JobState, Operation
 from protocol.tianwang import TaskStatus
 
 log = logging.getLogger("shop.metrics")
 
 OUTBOX_KINDS = ("im_send", "callback", "analyze", "find", "render", "mail", "staff")
-TIMER_OWNERS = ("scheduler", "retention")
+TIMER_OWNERS = (scheduling.OWNER, retention.OWNER)
 DB_MIN_INTERVAL_S = 1.0
 
 
