@@ -50,9 +50,9 @@ class TaskIndex:
         w = self.waiting.pop(task_id, None)
         if w is None:
             return
-        self.by_customer.get(w.customer_id, set()).discard(task_id)
+        _discard(self.by_customer, w.customer_id, task_id)
         if w.trigger.event:
-            self.by_event.get(w.trigger.event, set()).discard(task_id)
+            _discard(self.by_event, w.trigger.event, task_id)
 
     def candidates(self, ev: EventItem) -> set[str]:
         """The tasks ev might fire: a custom event's waiters (of its customer, if it names one), else the
@@ -75,6 +75,15 @@ class TaskIndex:
                 continue
             fired.append(task_id)
         return fired
+
+
+def _discard(groups: dict[str, set[str]], key: str, task_id: str) -> None:
+    """Take task_id out of its group, and the group out once empty: a customer seen once is not kept for ever."""
+    group = groups.get(key)
+    if group is not None:
+        group.discard(task_id)
+        if not group:
+            del groups[key]
 
 
 class ReadyTask(NamedTuple):
